@@ -1,0 +1,278 @@
+"""Typed run configuration, YAML presets and strict validation.
+
+A run is described by one :class:`RunConfig`: the method and its own parameters, the
+data, the model, the augmentation, the optimiser and the training schedule. Presets
+are YAML files with the same nesting (``configs/<method>/<dataset>.yaml``); command
+line flags override them, and the resolved configuration is written into the run
+directory and every checkpoint, so a result always carries the settings behind it.
+
+Unknown keys and values of the wrong type are refused with a :class:`ConfigError`
+naming the key, never ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, Union
+
+import yaml
+
+from contraclust.errors import ConfigError
+
+T = TypeVar("T")
+
+#: Folder of the committed presets (``configs/<method>/<dataset>.yaml``).
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    """Which data to cluster and how to read it."""
+
+    #: A registered dataset name (``contraclust datasets``), an image folder or an array file.
+    name: str = "digits"
+    #: Root holding the standard sets; None: ``$CONTRACLUST_DATA`` or ``~/.cache/contraclust``.
+    root: str | None = None
+    #: Square side images are resized to; None keeps the native size.
+    image_size: int | None = None
+    #: Skip (and report) images that cannot be decoded instead of stopping.
+    skip_bad_images: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """Backbone and head sizes shared by the deep methods."""
+
+    backbone: str = "auto"
+    projection_dim: int = 128
+    hidden_dim: int = 512
+
+
+@dataclass
+class AugmentConfig:
+    """Batched augmentation used to make the views of each sample."""
+
+    #: ``auto`` picks by data kind: ``grey`` for 1-channel images, ``simclr`` for colour,
+    #: ``vector`` for feature vectors; ``none`` disables augmentation.
+    name: str = "auto"
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and learning-rate schedule."""
+
+    name: str = "adam"
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    #: ``constant`` or ``cosine`` (decays to 0 over the run, after the warm-up).
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Training schedule, hardware and read-out."""
+
+    epochs: int = 50
+    #: Global batch size (split across devices); None: min(256, number of samples).
+    batch_size: int | None = None
+    seed: int = 0
+    #: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    device: str = "auto"
+    devices: int = 1
+    #: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``32``, ``bf16-mixed`` or ``16-mixed``.
+    precision: str = "auto"
+    #: Score the predictions every N epochs when labels exist (0: only at the end).
+    eval_every: int = 1
+    #: How clusters are read out: ``head`` (argmax of the cluster head) or ``kmeans``
+    #: (k-means on the embedding).
+    predict_with: str = "head"
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run."""
+
+    method: str = "cc"
+    n_clusters: int = 10
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    #: The method's own parameters, checked against the method's ``Params`` dataclass.
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        return from_dict(cls, raw)
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain YAML/JSON-able form of a config dataclass (tuples become lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it converted where lossless."""
+    origin = typing.get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{where}: a value is required, got null")
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: invalid value {value!r}")
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of options, got {value!r}")
+        return from_dict(tp, value, where)
+    if origin in (dict,):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported option type {_type_name(tp)}")
+
+
+def from_dict(cls: type[T], raw: dict[str, Any], where: str = "") -> T:
+    """Build the dataclass ``cls`` from ``raw``, refusing unknown keys and wrong types."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown option '{prefix}{unknown[0]}'; valid options"
+            f"{' in ' + where if where else ''}: {', '.join(names)}"
+        )
+    kwargs = {}
+    for name in names:
+        if name in raw:
+            key = f"{where}.{name}" if where else name
+            kwargs[name] = _coerce(raw[name], hints[name], key)
+    return cls(**kwargs)
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dictionary merge: values in ``override`` win."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def available_presets() -> list[str]:
+    """Names of the committed presets, as ``<method>/<dataset>``."""
+    if not PRESET_DIR.is_dir():
+        return []
+    return sorted(
+        str(p.relative_to(PRESET_DIR).with_suffix("")) for p in PRESET_DIR.rglob("*.yaml")
+    )
+
+
+def preset_path(name_or_path: str) -> Path:
+    """Resolve a preset name (``cc/digits``) or a YAML file path."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"preset file not found: {path}")
+        return path
+    candidate = PRESET_DIR / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    names = ", ".join(available_presets()) or "(none installed)"
+    raise ConfigError(f"unknown preset '{name_or_path}'; valid presets: {names}, or a YAML file")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning parse errors into a ConfigError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of options at the top level")
+    return raw
+
+
+def load_preset(name_or_path: str) -> dict[str, Any]:
+    """The raw mapping of a preset, validated as a RunConfig (errors name the file)."""
+    path = preset_path(name_or_path)
+    raw = read_yaml(path)
+    try:
+        RunConfig.from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"preset {path}: {exc}") from None
+    return raw
+
+
+def save_yaml(data: dict[str, Any], path: Path) -> None:
+    """Write a mapping as YAML atomically (temporary file, then rename)."""
+    from contraclust.utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

@@ -1,0 +1,154 @@
+"""The interface every clustering method implements.
+
+A method is an ``nn.Module`` that owns its backbone, heads, losses and the input
+statistics it normalises with, so that a saved method predicts on new data by itself.
+The training loop feeds it augmented views; it returns its losses and says how it
+predicts (``cluster_probs``) and what its embedding is (``embed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from contraclust.config import ModelConfig
+
+
+@dataclass
+class NoParams:
+    """For methods without parameters of their own."""
+
+
+class ClusteringMethod(nn.Module):
+    """Base class: input normalisation, the training hooks and the read-outs."""
+
+    #: Name used by ``--method`` and ``Clusterer(method=...)``.
+    name: ClassVar[str] = ""
+    #: One-line description shown by ``contraclust methods``.
+    summary: ClassVar[str] = ""
+    #: The method's own hyper-parameters (a dataclass; validated from ``RunConfig.params``).
+    Params: ClassVar[type] = NoParams
+    #: Number of augmented views of each sample per step.
+    n_views: ClassVar[int] = 2
+    #: False for methods fitted in closed form (k-means): no gradient steps.
+    trainable: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        params: Any,
+        n_clusters: int,
+        input_shape: tuple[int, ...],
+        model: ModelConfig,
+    ) -> None:
+        super().__init__()
+        self.params = params
+        self.n_clusters = n_clusters
+        self.input_shape = tuple(input_shape)
+        self.model_config = model
+        channels = input_shape[0]
+        self.register_buffer("input_mean", torch.zeros(channels))
+        self.register_buffer("input_std", torch.ones(channels))
+
+    # ------------------------------------------------------------------ input handling
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) == 3
+
+    @torch.no_grad()
+    def set_input_stats(self, data: Tensor, chunk: int = 4096) -> None:
+        """Per-channel (images) or per-feature (vectors) mean and std of the raw data."""
+        total = torch.zeros_like(self.input_mean, dtype=torch.float64)
+        total_sq = torch.zeros_like(total)
+        count = 0
+        for start in range(0, len(data), chunk):
+            x = self.to_unit(data[start : start + chunk], standardize=False).double()
+            dims = [0, 2, 3] if self.is_image else [0]
+            total += x.sum(dim=dims).cpu()
+            total_sq += (x * x).sum(dim=dims).cpu()
+            count += x.numel() // x.shape[1]
+        mean = total / count
+        std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
+        self.input_mean.copy_(mean.float())
+        self.input_std.copy_(std.float().clamp_min(1e-3))
+
+    def to_unit(self, raw: Tensor, standardize: bool = True) -> Tensor:
+        """Raw stored data to the space augmentations work in.
+
+        Images: uint8 -> float in [0, 1]. Vectors: standardised per feature (the noise
+        of vector augmentations is then relative to each feature's spread).
+        """
+        if self.is_image:
+            return raw.float().div_(255.0)
+        x = raw.float()
+        if standardize:
+            x = (x - self.input_mean.to(x.device)) / self.input_std.to(x.device)
+        return x
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """Unit-space batch to network input (per-channel standardisation for images)."""
+        if self.is_image:
+            mean = self.input_mean.to(x.device, x.dtype)[None, :, None, None]
+            std = self.input_std.to(x.device, x.dtype)[None, :, None, None]
+            return (x - mean) / std
+        return x
+
+    def prepare(self, raw: Tensor) -> Tensor:
+        """Raw data to network input without augmentation (the clean view)."""
+        return self.normalize(self.to_unit(raw))
+
+    # ------------------------------------------------------------------ hooks
+    def on_fit_start(self, encode: Callable[[Callable[[Tensor], Tensor]], Tensor]) -> None:
+        """Called once before the first step of a new run (not on resume).
+
+        ``encode(fn)`` applies ``fn`` to the clean, normalised data in batches on the
+        training device and returns the concatenated outputs: a method that needs a
+        pass over the data before training (k-means initialisation) uses it.
+        """
+
+    def fit_closed_form(self, data: Tensor) -> None:
+        """Fit a non-trainable method on the unit-space data (N, ...)."""
+        raise NotImplementedError
+
+    def training_loss(self, views: list[Tensor], clean: Tensor) -> dict[str, Tensor]:
+        """Losses for one batch: ``views`` are the augmented views, ``clean`` the
+        un-augmented batch, all normalised network inputs. Must contain ``loss``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ read-outs
+    def cluster_probs(self, x: Tensor) -> Tensor:
+        """B x K cluster probabilities of a normalised batch (the default read-out)."""
+        raise NotImplementedError
+
+    def embed(self, x: Tensor) -> Tensor:
+        """B x d embedding of a normalised batch (used by the k-means read-out)."""
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, type[ClusteringMethod]] = {}
+
+
+def register_method(cls: type[ClusteringMethod]) -> type[ClusteringMethod]:
+    """Class decorator adding a method to the registry under ``cls.name``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def method_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_method(name: str) -> type[ClusteringMethod]:
+    from contraclust.errors import ConfigError
+
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown method '{name}'; valid methods: {', '.join(method_names())}"
+        ) from None

@@ -1,0 +1,83 @@
+"""Contrastive Clustering (CC) — Li, Hu, Liu, Peng, Zhou, Peng, AAAI 2021.
+
+Two heads on a shared backbone: an instance head trained with NT-Xent over the two
+views, and a cluster head whose B x K softmax matrices of the two views are
+contrasted column by column (the cluster-level loss) with an entropy term against
+collapse. Prediction: argmax of the cluster head (or k-means on the backbone feature).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from contraclust.config import ModelConfig
+from contraclust.errors import ConfigError
+from contraclust.losses import ClusterContrastiveLoss, NTXentLoss
+from contraclust.methods.base import ClusteringMethod, register_method
+from contraclust.models import ClusterHead, ProjectionHead, build_backbone
+
+
+@dataclass
+class CCParams:
+    """CC's hyper-parameters (defaults: the paper's)."""
+
+    #: NT-Xent temperature of the instance head (paper: 0.5).
+    instance_temperature: float = 0.5
+    #: Temperature of the cluster-level contrast (paper: 1.0).
+    cluster_temperature: float = 1.0
+    #: Weight of the entropy of the mean assignment (paper: 1.0).
+    entropy_weight: float = 1.0
+    #: Weight of the cluster-level loss against the instance loss.
+    cluster_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.entropy_weight < 0:
+            raise ConfigError(f"entropy_weight must be >= 0, got {self.entropy_weight}")
+        if self.cluster_weight < 0:
+            raise ConfigError(f"cluster_weight must be >= 0, got {self.cluster_weight}")
+
+
+@register_method
+class ContrastiveClustering(ClusteringMethod):
+    name = "cc"
+    summary = "Contrastive Clustering (Li et al. 2021): instance + cluster-level contrast"
+    Params = CCParams
+
+    def __init__(
+        self, params: CCParams, n_clusters: int, input_shape: tuple[int, ...], model: ModelConfig
+    ) -> None:
+        super().__init__(params, n_clusters, input_shape, model)
+        self.backbone = build_backbone(model.backbone, self.input_shape)
+        dim = self.backbone.out_dim
+        self.instance_head = ProjectionHead(dim, model.hidden_dim, model.projection_dim)
+        self.cluster_head = ClusterHead(dim, n_clusters, model.hidden_dim)
+        self.instance_loss = NTXentLoss(params.instance_temperature, gather_distributed=True)
+        self.cluster_loss = ClusterContrastiveLoss(
+            params.cluster_temperature, params.entropy_weight, gather_distributed=True
+        )
+
+    def training_loss(self, views: list[Tensor], clean: Tensor) -> dict[str, Tensor]:
+        x1, x2 = views
+        # One forward pass for both views: BatchNorm sees the 2B batch, as in CC's code.
+        h = self.backbone(torch.cat([x1, x2], dim=0))
+        z = self.instance_head(h)
+        p = F.softmax(self.cluster_head(h).float(), dim=1)
+        z1, z2 = z.chunk(2)
+        p1, p2 = p.chunk(2)
+        instance = self.instance_loss(z1, z2)
+        cluster = self.cluster_loss(p1, p2)
+        return {
+            "loss": instance + self.params.cluster_weight * cluster,
+            "instance": instance.detach(),
+            "cluster": cluster.detach(),
+        }
+
+    def cluster_probs(self, x: Tensor) -> Tensor:
+        return F.softmax(self.cluster_head(self.backbone(x)).float(), dim=1)
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.backbone(x)

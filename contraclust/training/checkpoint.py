@@ -1,0 +1,98 @@
+"""Checkpoints: what they hold, how they are written (atomically) and read (safely).
+
+A checkpoint is a plain dictionary of tensors, numbers, strings, lists and dicts,
+written with ``torch.save`` to a temporary file and renamed, and read back with
+``torch.load(weights_only=True)``: loading one never runs code from the file.
+It carries the resolved configuration, so a model file is enough to predict.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from contraclust import __version__
+from contraclust.config import RunConfig, from_dict
+from contraclust.errors import CheckpointError, ConfigError
+from contraclust.methods import ClusteringMethod, get_method
+from contraclust.utils import atomic_torch_save
+
+FORMAT = "contraclust-checkpoint"
+#: Bumped when the layout of a checkpoint changes incompatibly.
+FORMAT_VERSION = 1
+
+
+def build_method(cfg: RunConfig, input_shape: tuple[int, ...]) -> ClusteringMethod:
+    """Instantiate the configured method for data of ``input_shape``."""
+    cls = get_method(cfg.method)
+    if cfg.n_clusters < 2:
+        raise ConfigError(f"the number of clusters must be >= 2, got {cfg.n_clusters}")
+    params = from_dict(cls.Params, cfg.params, "params")
+    return cls(params, cfg.n_clusters, tuple(input_shape), cfg.model)
+
+
+def make_checkpoint(method: ClusteringMethod, cfg: RunConfig, **extra: Any) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "contraclust_version": __version__,
+        "method": cfg.method,
+        "config": cfg.to_dict(),
+        "input_shape": list(method.input_shape),
+        "state_dict": {k: v.detach().cpu() for k, v in method.state_dict().items()},
+        **extra,
+    }
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    atomic_torch_save(state, path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and check a checkpoint file without executing anything it contains."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds objects other than tensors and plain "
+            f"data ({str(exc).splitlines()[0][:200]}); it was not written by contraclust "
+            "or it is not safe to open"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({exc.__class__.__name__}); the file is "
+            "truncated or corrupt"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a contraclust checkpoint")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: written by contraclust {state.get('contraclust_version')} in checkpoint "
+            f"format {state.get('format_version')}; this is {__version__}, which reads format "
+            f"{FORMAT_VERSION}"
+        )
+    return state
+
+
+def config_from_checkpoint(state: dict[str, Any]) -> RunConfig:
+    return RunConfig.from_dict(state["config"])
+
+
+def method_from_checkpoint(state: dict[str, Any]) -> ClusteringMethod:
+    """Rebuild the method of a checkpoint with its trained weights, in eval mode."""
+    cfg = config_from_checkpoint(state)
+    method = build_method(cfg, tuple(state["input_shape"]))
+    try:
+        method.load_state_dict(state["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint weights do not fit method '{cfg.method}': {str(exc).splitlines()[0]}"
+        ) from None
+    return method.eval()

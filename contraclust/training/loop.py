@@ -1,0 +1,423 @@
+"""The training loop, on Lightning Fabric.
+
+Fabric supplies devices, data parallelism and mixed precision; the loop itself is
+short and explicit so that its randomness is under control: one CPU generator draws
+the sample order and one generator on the training device draws every augmentation,
+both seeded from ``train.seed`` and both saved in each checkpoint, so a CPU run that
+is stopped and resumed ends with the same weights as a run that never stopped.
+
+The data stay as uint8 (images) or float32 (vectors) tensors; each step indexes a
+batch, moves it to the device and augments it there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from contraclust.config import RunConfig, save_yaml
+from contraclust.data import ArrayDataset, load_dataset
+from contraclust.data.augment import build_augmentation
+from contraclust.errors import ConfigError, ContraclustError
+from contraclust.evaluation import evaluate
+from contraclust.methods import ClusteringMethod
+from contraclust.training import rundir
+from contraclust.training.checkpoint import (
+    build_method,
+    config_from_checkpoint,
+    make_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from contraclust.training.predict import Prediction, apply_batched, predict
+from contraclust.utils import atomic_write_json, resolve_device, run_lock
+
+log = logging.getLogger("contraclust")
+
+PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+class TrainingDivergedError(ContraclustError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    """What a finished run returns."""
+
+    method: ClusteringMethod
+    config: RunConfig
+    prediction: Prediction
+    metrics: dict[str, Any] | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    run_dir: Path | None = None
+
+
+def validate_config(cfg: RunConfig, n_samples: int) -> None:
+    """Range checks that need no model; each error names the option and its range."""
+    t, o = cfg.train, cfg.optim
+    if cfg.n_clusters < 2:
+        raise ConfigError(f"the number of clusters must be >= 2, got {cfg.n_clusters}")
+    if cfg.n_clusters > n_samples:
+        raise ConfigError(
+            f"the number of clusters ({cfg.n_clusters}) is larger than the number of "
+            f"samples ({n_samples}); use --clusters {n_samples} or fewer"
+        )
+    if t.epochs < 0:
+        raise ConfigError(f"epochs must be >= 0, got {t.epochs}")
+    if t.batch_size is not None:
+        if t.batch_size < 2:
+            raise ConfigError(f"batch size must be >= 2, got {t.batch_size}")
+        if t.batch_size > n_samples:
+            raise ConfigError(
+                f"batch size {t.batch_size} is larger than the number of samples "
+                f"({n_samples}); use --batch-size {n_samples} or less"
+            )
+    if t.devices < 1:
+        raise ConfigError(f"devices must be >= 1, got {t.devices}")
+    if t.precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision '{t.precision}'; valid: {', '.join(PRECISIONS)}")
+    if t.eval_every < 0:
+        raise ConfigError(f"eval_every must be >= 0, got {t.eval_every}")
+    if o.name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer '{o.name}'; valid: {', '.join(OPTIMIZERS)}")
+    if not o.lr > 0:
+        raise ConfigError(f"learning rate must be > 0, got {o.lr}")
+    if o.weight_decay < 0:
+        raise ConfigError(f"weight_decay must be >= 0, got {o.weight_decay}")
+    if o.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule '{o.schedule}'; valid: {', '.join(SCHEDULES)}")
+    if o.warmup_epochs < 0:
+        raise ConfigError(f"warmup_epochs must be >= 0, got {o.warmup_epochs}")
+
+
+def _make_optimizer(params: list[torch.nn.Parameter], cfg: RunConfig) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def _lr_factor(cfg: RunConfig, steps_per_epoch: int):
+    total = max(1, cfg.train.epochs * steps_per_epoch)
+    warmup = cfg.optim.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if cfg.optim.schedule == "cosine":
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    return factor
+
+
+def _fabric(cfg: RunConfig):
+    from lightning.fabric import Fabric
+
+    device = resolve_device(cfg.train.device)
+    precision = cfg.train.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if device.type == "cuda" else "32-true"
+    elif precision == "32":
+        precision = "32-true"
+    devices = cfg.train.devices
+    strategy = "ddp" if devices > 1 else "auto"
+    if device.type == "cuda" and devices > torch.cuda.device_count():
+        raise ConfigError(
+            f"{devices} devices requested but {torch.cuda.device_count()} CUDA GPU(s) found"
+        )
+    return Fabric(accelerator=device.type, devices=devices, strategy=strategy, precision=precision)
+
+
+class _Module(torch.nn.Module):
+    """Routes the training step through ``forward`` so DDP and autocast wrap it."""
+
+    def __init__(self, method: ClusteringMethod) -> None:
+        super().__init__()
+        self.method = method
+
+    def forward(self, views: list[Tensor], clean: Tensor) -> dict[str, Tensor]:
+        return self.method.training_loss(views, clean)
+
+
+def _setup_logging(run_dir: Path | None, quiet: bool) -> logging.Handler | None:
+    log.setLevel(logging.INFO)
+    if run_dir is None:
+        return None
+    handler = logging.FileHandler(run_dir / rundir.LOG, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    return handler
+
+
+def fit(
+    cfg: RunConfig,
+    dataset: ArrayDataset | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> FitResult:
+    """Train ``cfg`` on ``dataset`` (loaded from ``cfg.data`` when None).
+
+    With ``run_dir`` the run writes its files there (see :mod:`rundir`) and can be
+    resumed; without it nothing is written (the estimator's in-memory mode).
+    """
+    run_path = Path(run_dir) if run_dir is not None else None
+    resume_state: dict[str, Any] | None = None
+    if run_path is not None:
+        rundir.prepare_run_dir(run_path, resume=resume, overwrite=overwrite)
+        if resume:
+            resume_state = read_checkpoint(run_path / rundir.LAST)
+            saved = config_from_checkpoint(resume_state)
+            if saved.method != cfg.method:
+                raise ConfigError(
+                    f"the run in {run_path} trains method '{saved.method}', not "
+                    f"'{cfg.method}'; resume it with --method {saved.method}"
+                )
+            # The run continues with its own settings; only the length may change.
+            saved.train.epochs = cfg.train.epochs
+            cfg = saved
+    if dataset is None:
+        dataset = load_dataset(
+            cfg.data.name,
+            root=cfg.data.root,
+            image_size=cfg.data.image_size,
+            skip_bad=cfg.data.skip_bad_images,
+        )
+    dataset.validate()
+    validate_config(cfg, len(dataset))
+
+    if run_path is None:
+        return _fit(cfg, dataset, None, None, quiet)
+    with run_lock(run_path):
+        handler = _setup_logging(run_path, quiet)
+        try:
+            return _fit(cfg, dataset, run_path, resume_state, quiet)
+        finally:
+            if handler is not None:
+                log.removeHandler(handler)
+                handler.close()
+
+
+def _fit(
+    cfg: RunConfig,
+    dataset: ArrayDataset,
+    run_dir: Path | None,
+    resume_state: dict[str, Any] | None,
+    quiet: bool,
+) -> FitResult:
+    from tqdm.auto import tqdm
+
+    fabric = _fabric(cfg)
+    fabric.launch()
+    rank, world = fabric.global_rank, fabric.world_size
+    is_main = rank == 0
+    device = fabric.device
+    start_time = time.perf_counter()
+
+    torch.manual_seed(cfg.train.seed)
+    n = len(dataset)
+    global_batch = cfg.train.batch_size or min(256, n)
+    global_batch -= global_batch % world
+    if global_batch < 2 * world:
+        raise ConfigError(f"batch size {global_batch} is too small for {world} devices")
+    global_batch // world
+    steps_per_epoch = max(1, n // global_batch)
+
+    method = build_method(cfg, dataset.input_shape)
+    data = dataset.data
+    if device.type == "cuda" and data.numel() * data.element_size() < 4 * 2**30:
+        data = data.to(device)
+    if resume_state is None:
+        method.set_input_stats(data)
+    else:
+        method.load_state_dict(resume_state["state_dict"])
+    if run_dir is not None and is_main:
+        save_yaml(cfg.to_dict(), run_dir / rundir.CONFIG)
+        log.info("run %s: %s on %s (%d samples)", run_dir, cfg.method, dataset.name, n)
+
+    perm_gen = torch.Generator().manual_seed(cfg.train.seed)
+    aug_gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1000 + rank)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+
+    if not method.trainable:
+        method.to(device)
+        if resume_state is None:
+            method.fit_closed_form(method.to_unit(data))
+        optimizer = scheduler = None
+    else:
+        augment = build_augmentation(cfg.augment.name, dataset.kind, dataset.input_shape)
+        augment = augment.to(device)
+        module = _Module(method)
+        optimizer = _make_optimizer(list(method.parameters()), cfg)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, steps_per_epoch))
+        if resume_state is not None:
+            optimizer.load_state_dict(resume_state["optimizer"])
+            scheduler.load_state_dict(resume_state["scheduler"])
+            perm_gen.set_state(resume_state["rng"]["perm"])
+            if world == 1:
+                aug_gen.set_state(resume_state["rng"]["aug"].to(aug_gen.get_state().device))
+            torch.set_rng_state(resume_state["rng"]["torch"])
+            history = list(resume_state["history"])
+            start_epoch = int(resume_state["epoch"])
+        else:
+            method.to(device)
+            method.on_fit_start(lambda fn: apply_batched(method, data, fn, device, batch_size=512))
+        module, optimizer = fabric.setup(module, optimizer)
+
+        bar = tqdm(
+            total=(cfg.train.epochs - start_epoch) * steps_per_epoch,
+            disable=quiet or not is_main,
+            unit="step",
+            dynamic_ncols=True,
+            desc=f"{cfg.method} {dataset.name}",
+        )
+        try:
+            for epoch in range(start_epoch, cfg.train.epochs):
+                epoch_start = time.perf_counter()
+                module.train()
+                perm = torch.randperm(n, generator=perm_gen)
+                sums: dict[str, Tensor] = {}
+                for step in range(steps_per_epoch):
+                    idx = perm[step * global_batch : (step + 1) * global_batch][rank::world]
+                    raw = data[idx.to(data.device)].to(device, non_blocking=True)
+                    unit = method.to_unit(raw)
+                    views = [
+                        method.normalize(augment(unit, generator=aug_gen))
+                        for _ in range(method.n_views)
+                    ]
+                    out = module(views, method.normalize(unit))
+                    optimizer.zero_grad(set_to_none=True)
+                    fabric.backward(out["loss"])
+                    optimizer.step()
+                    scheduler.step()
+                    for key, value in out.items():
+                        value = value.detach().float()
+                        sums[key] = sums[key] + value if key in sums else value
+                    bar.update(1)
+                row: dict[str, Any] = {"epoch": epoch + 1}
+                row.update({k: float(v) / steps_per_epoch for k, v in sums.items()})
+                if not math.isfinite(row["loss"]):
+                    where = run_dir / rundir.LAST if run_dir is not None else None
+                    raise TrainingDivergedError(
+                        f"the loss became {row['loss']} in epoch {epoch + 1}; "
+                        + (f"the last good checkpoint is kept at {where}; " if where else "")
+                        + "lower the learning rate (--lr) or check the data for extreme values"
+                    )
+                row["lr"] = scheduler.get_last_lr()[0]
+                row["seconds"] = round(time.perf_counter() - epoch_start, 3)
+                last = epoch + 1 == cfg.train.epochs
+                every = cfg.train.eval_every
+                if dataset.labels is not None and (last or (every and (epoch + 1) % every == 0)):
+                    pred = predict(method, data, device, cfg.train.predict_with, cfg.train.seed)
+                    scores = evaluate(dataset.labels, pred.labels)
+                    row.update({k: scores[k] for k in ("acc", "nmi", "ari")})
+                history.append(row)
+                bar.set_postfix({k: f"{row[k]:.4f}" for k in ("loss", "acc") if k in row})
+                log.info(
+                    "epoch %d/%d %s",
+                    epoch + 1,
+                    cfg.train.epochs,
+                    " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
+                )
+                if run_dir is not None and is_main:
+                    state = make_checkpoint(
+                        method,
+                        cfg,
+                        optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict(),
+                        epoch=epoch + 1,
+                        rng={
+                            "perm": perm_gen.get_state(),
+                            "aug": aug_gen.get_state().cpu(),
+                            "torch": torch.get_rng_state(),
+                        },
+                        history=history,
+                    )
+                    save_checkpoint(state, run_dir / rundir.LAST)
+                    rundir.write_history_csv(run_dir / rundir.METRICS_CSV, history)
+                if world > 1:
+                    fabric.barrier()
+        finally:
+            bar.close()
+
+    method.eval()
+    prediction = predict(method, data, device, cfg.train.predict_with, cfg.train.seed)
+    metrics = evaluate(dataset.labels, prediction.labels) if dataset.labels is not None else None
+    seconds = time.perf_counter() - start_time
+    method.cpu()
+    if run_dir is not None and is_main:
+        _write_outputs(run_dir, cfg, method, dataset, prediction, metrics, history, seconds)
+    return FitResult(method, cfg, prediction, metrics, history, seconds, run_dir)
+
+
+def cluster_summary(labels: np.ndarray, n_clusters: int) -> dict[str, Any]:
+    sizes = np.bincount(labels, minlength=n_clusters)
+    return {
+        "cluster_sizes": [int(s) for s in sizes],
+        "empty_clusters": [int(k) for k in np.flatnonzero(sizes == 0)],
+    }
+
+
+def _write_outputs(
+    run_dir: Path,
+    cfg: RunConfig,
+    method: ClusteringMethod,
+    dataset: ArrayDataset,
+    prediction: Prediction,
+    metrics: dict[str, Any] | None,
+    history: list[dict[str, Any]],
+    seconds: float,
+) -> None:
+    state = make_checkpoint(method, cfg, epoch=cfg.train.epochs, history=history)
+    if prediction.centers is not None:
+        state["readout_centers"] = torch.from_numpy(prediction.centers)
+    state["dataset"] = {
+        "name": dataset.name,
+        "n_samples": len(dataset),
+        "class_names": list(dataset.class_names) if dataset.class_names else None,
+    }
+    save_checkpoint(state, run_dir / rundir.MODEL)
+    rundir.write_assignments(
+        run_dir / rundir.ASSIGNMENTS,
+        prediction.labels,
+        prediction.confidence,
+        dataset.labels,
+        dataset.paths,
+        dataset.class_names,
+    )
+    summary = {
+        "method": cfg.method,
+        "dataset": dataset.name,
+        "n_samples": len(dataset),
+        "n_clusters": cfg.n_clusters,
+        "epochs": cfg.train.epochs,
+        "readout": cfg.train.predict_with,
+        "seconds": round(seconds, 3),
+        "metrics": metrics,
+        **cluster_summary(prediction.labels, cfg.n_clusters),
+    }
+    if dataset.skipped:
+        summary["skipped_files"] = list(dataset.skipped)
+    atomic_write_json(run_dir / rundir.METRICS_JSON, summary)
+    if history:
+        rundir.write_history_csv(run_dir / rundir.METRICS_CSV, history)
+    if summary["empty_clusters"]:
+        log.warning("empty clusters at the end of training: %s", summary["empty_clusters"])

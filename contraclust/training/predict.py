@@ -1,0 +1,104 @@
+"""Batched inference: cluster probabilities, embeddings and the two read-outs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from contraclust.errors import ConfigError, DataError
+from contraclust.methods import ClusteringMethod
+
+READOUTS = ("head", "kmeans")
+
+
+@dataclass
+class Prediction:
+    labels: np.ndarray  # (N,) int64
+    confidence: np.ndarray  # (N,) float32: probability of the assigned cluster
+    probs: np.ndarray  # (N, K) float32
+    #: Centres of the k-means read-out (K x d), kept so that new data can be assigned.
+    centers: np.ndarray | None = None
+
+
+@torch.no_grad()
+def apply_batched(
+    method: ClusteringMethod,
+    raw: Tensor,
+    fn: Callable[[Tensor], Tensor],
+    device: torch.device,
+    batch_size: int = 512,
+) -> Tensor:
+    """Apply ``fn`` to the clean, normalised inputs of ``raw`` in batches; outputs on CPU."""
+    was_training = method.training
+    method.eval()
+    outs = []
+    try:
+        for start in range(0, len(raw), batch_size):
+            x = method.prepare(raw[start : start + batch_size].to(device, non_blocking=True))
+            outs.append(fn(x).float().cpu())
+    finally:
+        method.train(was_training)
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def check_input_shape(method: ClusteringMethod, raw: Tensor) -> None:
+    expected = tuple(method.input_shape)
+    found = tuple(raw.shape[1:])
+    if found != expected:
+        kind = "images of shape (C, H, W)" if method.is_image else "vectors of length"
+        raise DataError(
+            f"the model was trained on {kind} {expected}, but the data has samples of shape "
+            f"{found}; resize or select matching data"
+        )
+
+
+def predict(
+    method: ClusteringMethod,
+    raw: Tensor,
+    device: torch.device,
+    readout: str = "head",
+    seed: int = 0,
+    batch_size: int = 512,
+    centers: np.ndarray | None = None,
+) -> Prediction:
+    """Assign every sample of ``raw`` to a cluster with the chosen read-out.
+
+    ``head``: argmax of the method's cluster probabilities. ``kmeans``: k-means (K
+    clusters, seeded) on the method's embedding; the confidence is then a Student-t
+    kernel of the distance to the assigned centre; pass the ``centers`` of an earlier
+    call to assign new data to the same clusters. Labels are never used.
+    """
+    if readout not in READOUTS:
+        raise ConfigError(f"unknown read-out '{readout}'; valid: {', '.join(READOUTS)}")
+    check_input_shape(method, raw)
+    if readout == "head" or not method.trainable:
+        probs = apply_batched(method, raw, method.cluster_probs, device, batch_size)
+    else:
+        emb = apply_batched(method, raw, method.embed, device, batch_size).double().numpy()
+        if centers is None:
+            from sklearn.cluster import KMeans
+
+            centers = KMeans(method.n_clusters, n_init=10, random_state=seed).fit(emb)
+            centers = centers.cluster_centers_
+        probs = torch.from_numpy(soft_assign(emb, centers))
+    confidence, labels = probs.max(dim=1)
+    return Prediction(
+        labels=labels.numpy().astype(np.int64),
+        confidence=confidence.numpy().astype(np.float32),
+        probs=probs.numpy().astype(np.float32),
+        centers=None if centers is None else np.asarray(centers, dtype=np.float64),
+    )
+
+
+def soft_assign(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Student-t soft assignment of ``x`` to ``centers``, scaled by the mean squared
+    distance to the nearest centre so that it does not depend on the embedding scale."""
+    c = np.asarray(centers, dtype=np.float64)
+    d2 = np.maximum((x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :], 0.0)
+    scale = max(float(d2.min(axis=1).mean()), 1e-12)
+    q = 1.0 / (1.0 + d2 / scale)
+    return (q / q.sum(axis=1, keepdims=True)).astype(np.float32)

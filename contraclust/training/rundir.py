@@ -1,0 +1,115 @@
+"""The run directory: what a run writes, and the rules that protect earlier runs.
+
+Layout of ``DIR``::
+
+    config.yaml          resolved configuration (written before training starts)
+    metrics.csv          one row per epoch: losses, learning rate, time, metrics
+    train.log            the log of the run
+    checkpoints/last.ckpt  written atomically after every epoch (for --resume)
+    model.ckpt           the final model (for predict / evaluate / Clusterer.load)
+    assignments.csv      index, cluster, confidence[, label][, path] for every sample
+    metrics.json         final metrics (when labels exist), cluster sizes, timings
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from contraclust.errors import RunDirectoryError
+from contraclust.utils import atomic_write_text
+
+CONFIG = "config.yaml"
+METRICS_CSV = "metrics.csv"
+LOG = "train.log"
+LAST = Path("checkpoints") / "last.ckpt"
+MODEL = "model.ckpt"
+ASSIGNMENTS = "assignments.csv"
+METRICS_JSON = "metrics.json"
+RUN_FILES = (CONFIG, METRICS_CSV, LOG, str(LAST), MODEL, ASSIGNMENTS, METRICS_JSON)
+
+
+def holds_run(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in RUN_FILES)
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber an earlier run unless asked; with ``overwrite`` remove only
+    the files a run writes (never anything else the user keeps there)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirectoryError(f"output path {run_dir} exists and is not a directory")
+    if resume:
+        if not (run_dir / LAST).is_file():
+            raise RunDirectoryError(
+                f"nothing to resume: {run_dir / LAST} does not exist; start without --resume"
+            )
+        return
+    if holds_run(run_dir):
+        if not overwrite:
+            raise RunDirectoryError(
+                f"{run_dir} already holds a run; pass --resume to continue it, --overwrite "
+                "to replace it, or choose another --out"
+            )
+        for name in RUN_FILES:
+            path = run_dir / name
+            if path.is_file():
+                path.unlink()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise RunDirectoryError(
+            f"cannot write to output directory {run_dir}: {exc.strerror}; choose another --out"
+        ) from None
+
+
+def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for row in history:
+        keys.extend(k for k in row if k not in keys)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: _fmt(row.get(k, "")) for k in keys})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+def write_assignments(
+    path: Path,
+    labels: np.ndarray,
+    confidence: np.ndarray,
+    true_labels: np.ndarray | None = None,
+    paths: list[str] | None = None,
+    class_names: list[str] | None = None,
+) -> None:
+    """One row per sample: index, cluster, confidence, and label / path when known."""
+    header = ["index", "cluster", "confidence"]
+    if true_labels is not None:
+        header.append("label")
+    if paths is not None:
+        header.append("path")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for i in range(len(labels)):
+        row: list[Any] = [i, int(labels[i]), f"{float(confidence[i]):.4f}"]
+        if true_labels is not None:
+            lab = int(true_labels[i])
+            row.append(class_names[lab] if class_names else lab)
+        if paths is not None:
+            row.append(paths[i])
+        writer.writerow(row)
+    atomic_write_text(path, buf.getvalue())

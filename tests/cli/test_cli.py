@@ -1,0 +1,179 @@
+"""One end-to-end test per verb, plus bad input: exit status 2, one line, no traceback."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from contraclust.cli import main
+
+FAST = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "256",
+    "--device",
+    "cpu",
+    "--quiet",
+    "--param",
+    "instance_temperature=0.5",
+]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "contraclust.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert (
+        main(["fit", "digits", "--method", "cc", "--clusters", "10", "--out", str(out), *FAST]) == 0
+    )
+    return out
+
+
+def test_fit_writes_run(trained: Path, capsys) -> None:
+    summary = json.loads((trained / "metrics.json").read_text())
+    assert summary["method"] == "cc" and summary["n_samples"] == 1797
+    assert 0.0 <= summary["metrics"]["acc"] <= 1.0
+    rows = list(csv.DictReader((trained / "assignments.csv").open()))
+    assert len(rows) == 1797 and set(rows[0]) == {"index", "cluster", "confidence", "label"}
+
+
+def test_evaluate(trained: Path, capsys) -> None:
+    assert main(["evaluate", str(trained)]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((trained / "metrics.json").read_text())
+    assert f"{summary['metrics']['acc']:.4f}" in out and "nmi" in out
+
+
+def test_predict_array_file(trained: Path, tmp_path: Path, capsys) -> None:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    arr = tmp_path / "new.npz"
+    np.savez(arr, x=(d.images[:50] * 255 / 16).round().astype(np.uint8), y=d.target[:50])
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(trained), str(arr), "--out", str(out), "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assigned = list(csv.DictReader((trained / "assignments.csv").open()))
+    assert [r["cluster"] for r in rows] == [r["cluster"] for r in assigned[:50]]
+    # never overwrite without being asked
+    assert main(["predict", str(trained), str(arr), "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+def test_demo_listing_verbs(tmp_path: Path, capsys) -> None:
+    assert (
+        main(
+            ["demo", "--epochs", "1", "--out", str(tmp_path / "demo"), "--quiet", "--device", "cpu"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "kmeans" in out and "cc" in out and "ACC" in out
+    assert (tmp_path / "demo" / "cc" / "model.ckpt").is_file()
+    assert main(["methods"]) == 0
+    assert "kmeans" in capsys.readouterr().out
+    assert main(["presets"]) == 0
+    assert "cc/digits" in capsys.readouterr().out
+    assert main(["datasets", "--data-root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "digits" in out and "mnist-test" in out and "missing" in out
+
+
+def test_fit_on_data_root(data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "usps"
+    assert (
+        main(
+            [
+                "fit",
+                "usps",
+                "--data-root",
+                str(data_root),
+                "--method",
+                "kmeans",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["n_samples"] == 9298 and summary["metrics"]["acc"] > 0.5
+
+
+def test_resume_cli(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    assert main(["fit", "--out", str(out), *FAST]) == 0
+    assert (
+        main(["fit", "--out", str(out), "--resume", "--device", "cpu", "--quiet", "--epochs", "2"])
+        == 0
+    )
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["fit", "--method", "nope"], "unknown method 'nope'; valid methods: cc"),
+        (["fit", "no-such-set"], "unknown dataset 'no-such-set'"),
+        (["fit", "--clusters", "1"], "must be >= 2"),
+        (["fit", "--clusters", "5000", "--method", "kmeans"], "larger than the number of samples"),
+        (["fit", "--epochs", "-3"], "epochs must be >= 0"),
+        (["fit", "--preset", "nope/none"], "unknown preset"),
+        (["fit", "--param", "bogus=1", "--epochs", "1"], "unknown option 'params.bogus'"),
+        (["fit", "--param", "instance_temperature=0", "--epochs", "1"], "temperature"),
+        (["fit", "mnist-test", "--data-root", "/nonexistent-root"], "/nonexistent-root/mnist"),
+        (["fit", "--device", "cuda", "--epochs", "1"], "no CUDA GPU"),
+        (["evaluate", "/nonexistent-run"], "holds no finished run"),
+        (["predict", "/nonexistent-run", "digits", "--out", "/tmp/x.csv"], "not found"),
+    ],
+)
+def test_bad_input_one_line_exit_2(args: list[str], needle: str, tmp_path: Path, capsys) -> None:
+    if args[0] == "fit":
+        args = [*args, "--out", str(tmp_path / "o"), "--quiet"]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_nan_array_subprocess(tmp_path: Path) -> None:
+    arr = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+    arr[7, 2] = np.nan
+    path = tmp_path / "x.npy"
+    np.save(path, arr)
+    proc = run_cli("fit", str(path), "--out", str(tmp_path / "o"), "--clusters", "3")
+    assert proc.returncode == 2
+    assert "NaN" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o" / "model.ckpt").exists()
+
+
+def test_existing_run_not_overwritten_subprocess(trained: Path) -> None:
+    before = (trained / "model.ckpt").read_bytes()
+    proc = run_cli("fit", "--out", str(trained), "--epochs", "1", "--quiet")
+    assert proc.returncode == 2
+    assert "already holds a run" in proc.stderr and "Traceback" not in proc.stderr
+    assert (trained / "model.ckpt").read_bytes() == before
+
+
+def test_debug_shows_traceback() -> None:
+    proc = run_cli("--debug", "fit", "--method", "nope", "--out", "/tmp/unused-cc-run")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr

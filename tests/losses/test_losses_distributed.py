@@ -1,0 +1,183 @@
+"""Two CPU processes (gloo) must reproduce the single-process loss and gradients.
+
+One spawn serves every test in this module (process start-up dominates the cost):
+each rank runs all the checks and saves its results to a file; the tests compare
+those with the same computations done here in one process on the whole batch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import Tensor, nn
+
+from contraclust.losses import (
+    ClusterContrastiveLoss,
+    NTXentLoss,
+    all_reduce_sum,
+    gather_with_grad,
+    rank,
+    world_size,
+)
+
+WORLD = 2
+IN_DIM, OUT_DIM, K = 5, 4, 3
+# Per-rank batch sizes: equal, and unequal (the global batch is the same 2B samples).
+EQUAL = (4, 4)
+UNEQUAL = (3, 5)
+
+
+def global_inputs() -> tuple[Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(1234)
+    n = sum(EQUAL)
+    x1 = torch.randn(n, IN_DIM, dtype=torch.float64, generator=gen)
+    x2 = torch.randn(n, IN_DIM, dtype=torch.float64, generator=gen)
+    return x1, x2
+
+
+def make_model(out_dim: int) -> nn.Linear:
+    torch.manual_seed(99 + out_dim)  # the same weights in every process
+    return nn.Linear(IN_DIM, out_dim).double()
+
+
+def ntxent_case(model: nn.Linear, x1: Tensor, x2: Tensor, gather: bool) -> Tensor:
+    return NTXentLoss(0.3, gather_distributed=gather)(model(x1), model(x2))
+
+
+def cluster_case(model: nn.Linear, x1: Tensor, x2: Tensor, gather: bool) -> Tensor:
+    loss_fn = ClusterContrastiveLoss(0.8, entropy_weight=1.5, gather_distributed=gather)
+    return loss_fn(model(x1).softmax(dim=1), model(x2).softmax(dim=1))
+
+
+CASES: dict[str, tuple[Callable[[nn.Linear, Tensor, Tensor, bool], Tensor], int]] = {
+    "ntxent": (ntxent_case, OUT_DIM),
+    "cluster": (cluster_case, K),
+}
+
+
+def loss_and_grads(name: str, x1: Tensor, x2: Tensor, gather: bool) -> dict[str, Tensor]:
+    case, out_dim = CASES[name]
+    model = make_model(out_dim)
+    loss = case(model, x1, x2, gather)
+    loss.backward()
+    result = {"loss": loss.detach()}
+    for pname, param in model.named_parameters():
+        assert param.grad is not None
+        grad = param.grad.detach().clone()
+        if gather:  # what DDP does: average the parameter gradients over processes
+            dist.all_reduce(grad)
+            grad /= dist.get_world_size()
+        result[pname] = grad
+    return result
+
+
+def worker(local_rank: int, port: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=local_rank,
+        world_size=WORLD,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    try:
+        results: dict[str, Any] = {"world_size": world_size(), "rank": rank()}
+        x1, x2 = global_inputs()
+        for split_name, sizes in (("equal", EQUAL), ("unequal", UNEQUAL)):
+            start = sum(sizes[:local_rank])
+            rows = slice(start, start + sizes[local_rank])
+            for name in CASES:
+                results[f"{name}/{split_name}"] = loss_and_grads(name, x1[rows], x2[rows], True)
+
+        # gather_with_grad itself: rank order, unequal sizes, and the backward rule.
+        local = torch.full((UNEQUAL[local_rank], 2), float(local_rank), dtype=torch.float64)
+        local += torch.arange(UNEQUAL[local_rank], dtype=torch.float64)[:, None]
+        local.requires_grad_()
+        gathered = gather_with_grad(local)
+        weights = torch.arange(gathered.numel(), dtype=torch.float64).reshape(gathered.shape)
+        (gathered * weights).sum().backward()
+        results["gathered"] = gathered.detach()
+        results["gather_grad"] = local.grad
+        results["reduced"] = all_reduce_sum(torch.tensor([1.0, float(local_rank)]))
+        torch.save(results, Path(out_dir) / f"rank{local_rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available in this build")
+    out_dir = tmp_path_factory.mktemp("ddp")
+    with pytest.MonkeyPatch.context() as patch:
+        # Keep gloo on the loopback interface; the children inherit this at spawn.
+        patch.setenv("GLOO_SOCKET_IFNAME", "lo")
+        mp.spawn(worker, args=(free_port(), str(out_dir)), nprocs=WORLD, join=True)
+    return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD)]
+
+
+def single_process(name: str) -> dict[str, Tensor]:
+    x1, x2 = global_inputs()
+    return loss_and_grads(name, x1, x2, gather=False)
+
+
+def test_world_size_and_rank_inside_the_group(rank_results: list[dict[str, Any]]) -> None:
+    assert [r["world_size"] for r in rank_results] == [WORLD, WORLD]
+    assert [r["rank"] for r in rank_results] == list(range(WORLD))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("split", ["equal", "unequal"])
+def test_two_processes_match_one_process(
+    rank_results: list[dict[str, Any]], name: str, split: str
+) -> None:
+    expected = single_process(name)
+    for results in rank_results:
+        got = results[f"{name}/{split}"]
+        assert set(got) == set(expected)
+        for key, value in expected.items():
+            torch.testing.assert_close(got[key], value, atol=1e-6, rtol=1e-6, msg=key)
+
+
+def test_gather_concatenates_in_rank_order_and_backward_sums(
+    rank_results: list[dict[str, Any]],
+) -> None:
+    parts = [
+        torch.full((n, 2), float(r), dtype=torch.float64)
+        + torch.arange(n, dtype=torch.float64)[:, None]
+        for r, n in enumerate(UNEQUAL)
+    ]
+    expected = torch.cat(parts)
+    weights = torch.arange(expected.numel(), dtype=torch.float64).reshape(expected.shape)
+    for r, results in enumerate(rank_results):
+        torch.testing.assert_close(results["gathered"], expected)
+        # Every rank's loss puts `weights` on the gathered rows: the summed gradient
+        # reaching rank r is WORLD x its rows of `weights`.
+        start = sum(UNEQUAL[:r])
+        torch.testing.assert_close(
+            results["gather_grad"], WORLD * weights[start : start + UNEQUAL[r]]
+        )
+        torch.testing.assert_close(results["reduced"], torch.tensor([2.0, 1.0]))
+
+
+def test_helpers_are_identities_in_a_single_process() -> None:
+    assert world_size() == 1
+    assert rank() == 0
+    x = torch.randn(3, 2, requires_grad=True)
+    assert gather_with_grad(x) is x
+    reduced = all_reduce_sum(x)
+    assert torch.equal(reduced, x) and not reduced.requires_grad

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from contraclust.config import RunConfig
+from contraclust.data import load_dataset
+from contraclust.errors import ConfigError, RunDirectoryError
+from contraclust.methods import ClusteringMethod, register_method
+from contraclust.methods.cc import ContrastiveClustering
+from contraclust.training import TrainingDivergedError, fit, read_checkpoint
+
+
+@pytest.fixture(scope="module")
+def digits_small():
+    ds = load_dataset("digits")
+    return ds.subset(np.arange(400))
+
+
+def tiny_cfg(**train) -> RunConfig:
+    cfg = RunConfig.from_dict(
+        {
+            "method": "cc",
+            "n_clusters": 10,
+            "model": {"backbone": "small_cnn", "hidden_dim": 64, "projection_dim": 32},
+            "optim": {"lr": 1e-3},
+            "train": {"epochs": 2, "batch_size": 100, "device": "cpu", "eval_every": 1},
+        }
+    )
+    for key, value in train.items():
+        setattr(cfg.train, key, value)
+    return cfg
+
+
+def test_same_seed_same_assignments(digits_small) -> None:
+    a = fit(tiny_cfg(seed=3), digits_small, quiet=True)
+    b = fit(tiny_cfg(seed=3), digits_small, quiet=True)
+    c = fit(tiny_cfg(seed=4), digits_small, quiet=True)
+    np.testing.assert_array_equal(a.prediction.labels, b.prediction.labels)
+    np.testing.assert_array_equal(a.prediction.probs, b.prediction.probs)
+    assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
+    assert not np.array_equal(a.prediction.probs, c.prediction.probs)
+
+
+def test_run_directory_contents(digits_small, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = fit(tiny_cfg(), digits_small, run_dir=out, quiet=True)
+    for name in (
+        "config.yaml",
+        "metrics.csv",
+        "train.log",
+        "model.ckpt",
+        "assignments.csv",
+        "metrics.json",
+        "checkpoints/last.ckpt",
+    ):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"loss", "instance", "cluster", "acc", "nmi", "ari", "lr", "seconds"} <= set(rows[0])
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["metrics"]["acc"] == pytest.approx(result.metrics["acc"])
+    assert sum(summary["cluster_sizes"]) == len(digits_small)
+    assigned = list(csv.DictReader((out / "assignments.csv").open()))
+    assert len(assigned) == len(digits_small)
+    assert [int(r["cluster"]) for r in assigned] == result.prediction.labels.tolist()
+    assert [int(r["label"]) for r in assigned] == digits_small.labels.tolist()
+    state = read_checkpoint(out / "model.ckpt")
+    assert state["config"]["method"] == "cc"
+    assert state["config"]["train"]["epochs"] == 2
+    assert not (out / ".lock").exists()
+
+
+def test_existing_run_is_protected(digits_small, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    fit(tiny_cfg(epochs=1), digits_small, run_dir=out, quiet=True)
+    keep = out / "notes.txt"
+    keep.write_text("mine")
+    before = (out / "model.ckpt").read_bytes()
+    with pytest.raises(RunDirectoryError, match=r"already holds a run.*--resume.*--overwrite"):
+        fit(tiny_cfg(epochs=1), digits_small, run_dir=out, quiet=True)
+    assert (out / "model.ckpt").read_bytes() == before
+    fit(tiny_cfg(epochs=1, seed=9), digits_small, run_dir=out, overwrite=True, quiet=True)
+    assert keep.read_text() == "mine"
+    assert (out / "model.ckpt").read_bytes() != before
+
+
+def test_resume_equals_straight_run(digits_small, tmp_path: Path) -> None:
+    straight = fit(tiny_cfg(epochs=3), digits_small, run_dir=tmp_path / "a", quiet=True)
+    fit(tiny_cfg(epochs=2), digits_small, run_dir=tmp_path / "b", quiet=True)
+    resumed = fit(tiny_cfg(epochs=3), digits_small, run_dir=tmp_path / "b", resume=True, quiet=True)
+    assert len(resumed.history) == 3
+    np.testing.assert_array_equal(straight.prediction.labels, resumed.prediction.labels)
+    np.testing.assert_allclose(straight.prediction.probs, resumed.prediction.probs, atol=0)
+    assert [r["loss"] for r in straight.history] == [r["loss"] for r in resumed.history]
+
+
+def test_resume_needs_a_checkpoint(digits_small, tmp_path: Path) -> None:
+    with pytest.raises(RunDirectoryError, match="nothing to resume"):
+        fit(tiny_cfg(), digits_small, run_dir=tmp_path / "none", resume=True, quiet=True)
+
+
+def test_resume_refuses_other_method(digits_small, tmp_path: Path) -> None:
+    fit(tiny_cfg(epochs=1), digits_small, run_dir=tmp_path / "r", quiet=True)
+    cfg = tiny_cfg(epochs=2)
+    cfg.method = "kmeans"
+    with pytest.raises(ConfigError, match="trains method 'cc'"):
+        fit(cfg, digits_small, run_dir=tmp_path / "r", resume=True, quiet=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"n_clusters": 1}, "clusters must be >= 2"),
+        ({"n_clusters": 401}, r"clusters \(401\) is larger than the number of samples \(400\)"),
+        ({"epochs": -1}, "epochs must be >= 0"),
+        ({"batch_size": 1000}, "batch size 1000 is larger than the number of samples"),
+        ({"lr": 0.0}, "learning rate must be > 0"),
+        ({"precision": "64"}, "unknown precision"),
+    ],
+)
+def test_out_of_range_settings(digits_small, change: dict, message: str) -> None:
+    cfg = tiny_cfg()
+    for key, value in change.items():
+        if key == "n_clusters":
+            cfg.n_clusters = value
+        elif key == "lr":
+            cfg.optim.lr = value
+        else:
+            setattr(cfg.train, key, value)
+    with pytest.raises(ConfigError, match=message):
+        fit(cfg, digits_small, quiet=True)
+
+
+@register_method
+class _ExplodingCC(ContrastiveClustering):
+    """CC whose loss turns NaN from the third step on (a diverging run)."""
+
+    name = "test-exploding"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.steps = 0
+
+    def training_loss(self, views, clean):
+        out = super().training_loss(views, clean)
+        self.steps += 1
+        if self.steps > 4:
+            out["loss"] = out["loss"] * torch.tensor(float("nan"))
+        return out
+
+
+def test_diverging_loss_stops_and_keeps_last_good_checkpoint(digits_small, tmp_path) -> None:
+    cfg = tiny_cfg(epochs=4)
+    cfg.method = "test-exploding"
+    out = tmp_path / "boom"
+    with pytest.raises(TrainingDivergedError, match=r"loss became nan in epoch 2.*last good"):
+        fit(cfg, digits_small, run_dir=out, quiet=True)
+    state = read_checkpoint(out / "checkpoints" / "last.ckpt")
+    assert state["epoch"] == 1
+    assert all(
+        torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point()
+    )
+    assert not (out / "model.ckpt").exists()
+
+
+def test_kmeans_method_and_head_readout(digits_small) -> None:
+    cfg = RunConfig.from_dict({"method": "kmeans", "n_clusters": 10, "train": {"device": "cpu"}})
+    result = fit(cfg, digits_small, quiet=True)
+    assert result.history == []
+    assert result.metrics["acc"] > 0.6
+    assert isinstance(result.method, ClusteringMethod)
+
+
+def test_kmeans_readout_on_embedding(digits_small) -> None:
+    cfg = tiny_cfg(epochs=1, predict_with="kmeans")
+    result = fit(cfg, digits_small, quiet=True)
+    assert result.prediction.centers is not None
+    assert result.prediction.centers.shape[0] == 10
+    assert len(np.unique(result.prediction.labels)) == 10
