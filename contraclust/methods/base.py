@@ -43,10 +43,13 @@ class ClusteringMethod(nn.Module):
         n_clusters: int,
         input_shape: tuple[int, ...],
         model: ModelConfig,
+        n_samples: int,
     ) -> None:
         super().__init__()
         self.params = params
         self.n_clusters = n_clusters
+        #: Size of the training set (memory banks and dataset-level targets need it).
+        self.n_samples = n_samples
         self.input_shape = tuple(input_shape)
         self.model_config = model
         channels = input_shape[0]
@@ -101,21 +104,26 @@ class ClusteringMethod(nn.Module):
         return self.normalize(self.to_unit(raw))
 
     # ------------------------------------------------------------------ hooks
-    def on_fit_start(self, encode: Callable[[Callable[[Tensor], Tensor]], Tensor]) -> None:
-        """Called once before the first step of a new run (not on resume).
+    def on_fit_start(
+        self, encode: Callable[[Callable[[Tensor], Tensor]], Tensor], resumed: bool
+    ) -> None:
+        """Called before the first step of a run, new (``resumed=False``) or resumed.
 
-        ``encode(fn)`` applies ``fn`` to the clean, normalised data in batches on the
-        training device and returns the concatenated outputs: a method that needs a
-        pass over the data before training (k-means initialisation) uses it.
+        ``encode(fn)`` applies ``fn`` to the clean, normalised training data in batches
+        on the training device and returns the concatenated outputs (in dataset order,
+        on the CPU). A method that needs passes over the data (k-means initialisation,
+        a dataset-level target) may keep ``encode`` and call it during training.
         """
 
     def fit_closed_form(self, data: Tensor) -> None:
         """Fit a non-trainable method on the unit-space data (N, ...)."""
         raise NotImplementedError
 
-    def training_loss(self, views: list[Tensor], clean: Tensor) -> dict[str, Tensor]:
+    def training_loss(self, views: list[Tensor], clean: Tensor, index: Tensor) -> dict[str, Tensor]:
         """Losses for one batch: ``views`` are the augmented views, ``clean`` the
-        un-augmented batch, all normalised network inputs. Must contain ``loss``."""
+        un-augmented batch, all normalised network inputs; ``index`` holds each
+        sample's position in the training set (for memory banks). Must contain
+        ``loss``; other entries are logged (detach them)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ read-outs

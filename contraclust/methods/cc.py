@@ -48,9 +48,14 @@ class ContrastiveClustering(ClusteringMethod):
     Params = CCParams
 
     def __init__(
-        self, params: CCParams, n_clusters: int, input_shape: tuple[int, ...], model: ModelConfig
+        self,
+        params: CCParams,
+        n_clusters: int,
+        input_shape: tuple[int, ...],
+        model: ModelConfig,
+        n_samples: int,
     ) -> None:
-        super().__init__(params, n_clusters, input_shape, model)
+        super().__init__(params, n_clusters, input_shape, model, n_samples)
         self.backbone = build_backbone(model.backbone, self.input_shape)
         dim = self.backbone.out_dim
         self.instance_head = ProjectionHead(dim, model.hidden_dim, model.projection_dim)
@@ -60,7 +65,7 @@ class ContrastiveClustering(ClusteringMethod):
             params.cluster_temperature, params.entropy_weight, gather_distributed=True
         )
 
-    def training_loss(self, views: list[Tensor], clean: Tensor) -> dict[str, Tensor]:
+    def training_loss(self, views: list[Tensor], clean: Tensor, index: Tensor) -> dict[str, Tensor]:
         x1, x2 = views
         # One forward pass for both views: BatchNorm sees the 2B batch, as in CC's code.
         h = self.backbone(torch.cat([x1, x2], dim=0))

@@ -45,8 +45,9 @@ class KMeansMethod(ClusteringMethod):
         n_clusters: int,
         input_shape: tuple[int, ...],
         model: ModelConfig,
+        n_samples: int,
     ) -> None:
-        super().__init__(params, n_clusters, input_shape, model)
+        super().__init__(params, n_clusters, input_shape, model, n_samples)
         dim = 1
         for size in input_shape:
             dim *= size

@@ -26,13 +26,13 @@ FORMAT = "contraclust-checkpoint"
 FORMAT_VERSION = 1
 
 
-def build_method(cfg: RunConfig, input_shape: tuple[int, ...]) -> ClusteringMethod:
-    """Instantiate the configured method for data of ``input_shape``."""
+def build_method(cfg: RunConfig, input_shape: tuple[int, ...], n_samples: int) -> ClusteringMethod:
+    """Instantiate the configured method for ``n_samples`` samples of ``input_shape``."""
     cls = get_method(cfg.method)
     if cfg.n_clusters < 2:
         raise ConfigError(f"the number of clusters must be >= 2, got {cfg.n_clusters}")
     params = from_dict(cls.Params, cfg.params, "params")
-    return cls(params, cfg.n_clusters, tuple(input_shape), cfg.model)
+    return cls(params, cfg.n_clusters, tuple(input_shape), cfg.model, n_samples)
 
 
 def make_checkpoint(method: ClusteringMethod, cfg: RunConfig, **extra: Any) -> dict[str, Any]:
@@ -43,6 +43,7 @@ def make_checkpoint(method: ClusteringMethod, cfg: RunConfig, **extra: Any) -> d
         "method": cfg.method,
         "config": cfg.to_dict(),
         "input_shape": list(method.input_shape),
+        "n_samples": method.n_samples,
         "state_dict": {k: v.detach().cpu() for k, v in method.state_dict().items()},
         **extra,
     }
@@ -88,7 +89,7 @@ def config_from_checkpoint(state: dict[str, Any]) -> RunConfig:
 def method_from_checkpoint(state: dict[str, Any]) -> ClusteringMethod:
     """Rebuild the method of a checkpoint with its trained weights, in eval mode."""
     cfg = config_from_checkpoint(state)
-    method = build_method(cfg, tuple(state["input_shape"]))
+    method = build_method(cfg, tuple(state["input_shape"]), int(state["n_samples"]))
     try:
         method.load_state_dict(state["state_dict"])
     except RuntimeError as exc:

@@ -151,8 +151,8 @@ class _Module(torch.nn.Module):
         super().__init__()
         self.method = method
 
-    def forward(self, views: list[Tensor], clean: Tensor) -> dict[str, Tensor]:
-        return self.method.training_loss(views, clean)
+    def forward(self, views: list[Tensor], clean: Tensor, index: Tensor) -> dict[str, Tensor]:
+        return self.method.training_loss(views, clean, index)
 
 
 def _setup_logging(run_dir: Path | None, quiet: bool) -> logging.Handler | None:
@@ -240,7 +240,7 @@ def _fit(
     global_batch // world
     steps_per_epoch = max(1, n // global_batch)
 
-    method = build_method(cfg, dataset.input_shape)
+    method = build_method(cfg, dataset.input_shape, n)
     data = dataset.data
     if device.type == "cuda" and data.numel() * data.element_size() < 4 * 2**30:
         data = data.to(device)
@@ -265,6 +265,7 @@ def _fit(
     else:
         augment = build_augmentation(cfg.augment.name, dataset.kind, dataset.input_shape)
         augment = augment.to(device)
+        method.to(device)
         module = _Module(method)
         optimizer = _make_optimizer(list(method.parameters()), cfg)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, steps_per_epoch))
@@ -277,9 +278,10 @@ def _fit(
             torch.set_rng_state(resume_state["rng"]["torch"])
             history = list(resume_state["history"])
             start_epoch = int(resume_state["epoch"])
-        else:
-            method.to(device)
-            method.on_fit_start(lambda fn: apply_batched(method, data, fn, device, batch_size=512))
+        method.on_fit_start(
+            lambda fn: apply_batched(method, data, fn, device, batch_size=512),
+            resumed=resume_state is not None,
+        )
         module, optimizer = fabric.setup(module, optimizer)
 
         bar = tqdm(
@@ -303,7 +305,7 @@ def _fit(
                         method.normalize(augment(unit, generator=aug_gen))
                         for _ in range(method.n_views)
                     ]
-                    out = module(views, method.normalize(unit))
+                    out = module(views, method.normalize(unit), idx.to(device))
                     optimizer.zero_grad(set_to_none=True)
                     fabric.backward(out["loss"])
                     optimizer.step()

@@ -147,8 +147,8 @@ class _ExplodingCC(ContrastiveClustering):
         super().__init__(*args, **kwargs)
         self.steps = 0
 
-    def training_loss(self, views, clean):
-        out = super().training_loss(views, clean)
+    def training_loss(self, views, clean, index):
+        out = super().training_loss(views, clean, index)
         self.steps += 1
         if self.steps > 4:
             out["loss"] = out["loss"] * torch.tensor(float("nan"))
