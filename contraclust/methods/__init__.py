@@ -1,8 +1,10 @@
-"""Clustering methods: one file each, registered by name."""
+"""Clustering methods: one file each, registered by name when this package is imported."""
 
 from __future__ import annotations
 
-from contraclust.methods import cc, kmeans  # noqa: F401  (registers the methods)
+import importlib
+import pkgutil
+
 from contraclust.methods.base import (
     ClusteringMethod,
     NoParams,
@@ -10,5 +12,11 @@ from contraclust.methods.base import (
     method_names,
     register_method,
 )
+
+# Every module of this package registers its method on import: a new method is a new
+# file here and nothing else.
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["ClusteringMethod", "NoParams", "get_method", "method_names", "register_method"]

@@ -28,6 +28,8 @@ class ClusteringMethod(nn.Module):
 
     #: Name used by ``--method`` and ``Clusterer(method=...)``.
     name: ClassVar[str] = ""
+    #: Other names the method answers to (``cdc`` for ``clc``).
+    aliases: ClassVar[tuple[str, ...]] = ()
     #: One-line description shown by ``contraclust methods``.
     summary: ClassVar[str] = ""
     #: The method's own hyper-parameters (a dataclass; validated from ``RunConfig.params``).
@@ -143,7 +145,8 @@ def register_method(cls: type[ClusteringMethod]) -> type[ClusteringMethod]:
     """Class decorator adding a method to the registry under ``cls.name``."""
     if not cls.name:
         raise TypeError(f"{cls.__name__} has no name")
-    _REGISTRY[cls.name] = cls
+    for name in (cls.name, *cls.aliases):
+        _REGISTRY[name] = cls
     return cls
 
 
