@@ -89,10 +89,11 @@ def _format_metrics(metrics: dict[str, Any] | None) -> str:
 # ---------------------------------------------------------------------- verbs
 def cmd_fit(args: argparse.Namespace) -> int:
     from contraclust.training import fit
+    from contraclust.training.loop import launched_rank
 
     cfg = build_config(args)
     out = Path(args.out) if args.out else _default_out(cfg)
-    if not args.quiet:
+    if not args.quiet and launched_rank() == 0:
         print(
             f"contraclust {__version__}: {cfg.method} on {cfg.data.name}, K={cfg.n_clusters}, "
             f"{cfg.train.epochs} epochs -> {out}",
@@ -109,7 +110,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    if result.run_dir is not None:
+    if result.run_dir is not None and launched_rank() == 0:
         print(
             f"{cfg.method} on {cfg.data.name}: {_format_metrics(result.metrics)}  "
             f"({result.seconds:.1f} s) -> {out}"

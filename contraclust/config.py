@@ -85,6 +85,9 @@ class TrainConfig:
     #: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     device: str = "auto"
     devices: int = 1
+    #: Batch-norm statistics over the global batch when training on several GPUs
+    #: (PyTorch's SyncBatchNorm needs CUDA: on CPU processes keep local statistics).
+    sync_batchnorm: bool = True
     #: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``32``, ``bf16-mixed`` or ``16-mixed``.
     precision: str = "auto"
     #: Score the predictions every N epochs when labels exist (0: only at the end).

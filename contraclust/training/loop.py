@@ -12,8 +12,10 @@ batch, moves it to the device and augments it there.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +167,11 @@ def _setup_logging(run_dir: Path | None, quiet: bool) -> logging.Handler | None:
     return handler
 
 
+def launched_rank() -> int:
+    """Global rank of this process as set by a launcher (0 when not launched)."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+
+
 def fit(
     cfg: RunConfig,
     dataset: ArrayDataset | None = None,
@@ -177,12 +184,19 @@ def fit(
 
     With ``run_dir`` the run writes its files there (see :mod:`rundir`) and can be
     resumed; without it nothing is written (the estimator's in-memory mode).
+
+    With ``train.devices > 1`` Fabric starts the other processes by running the same
+    command again; everything that can fail on bad input is checked before that, and
+    only the first process locks, cleans and writes the run directory.
     """
     run_path = Path(run_dir) if run_dir is not None else None
-    resume_state: dict[str, Any] | None = None
-    if run_path is not None:
-        rundir.prepare_run_dir(run_path, resume=resume, overwrite=overwrite)
-        if resume:
+    main_process = launched_rank() == 0
+    with contextlib.ExitStack() as stack:
+        if run_path is not None and main_process:
+            stack.enter_context(run_lock(run_path))
+            rundir.prepare_run_dir(run_path, resume=resume, overwrite=overwrite)
+        resume_state: dict[str, Any] | None = None
+        if run_path is not None and resume:
             resume_state = read_checkpoint(run_path / rundir.LAST)
             saved = config_from_checkpoint(resume_state)
             if saved.method != cfg.method:
@@ -193,29 +207,31 @@ def fit(
             # The run continues with its own settings; only the length may change.
             saved.train.epochs = cfg.train.epochs
             cfg = saved
-    if dataset is None:
-        dataset = load_dataset(
-            cfg.data.name,
-            root=cfg.data.root,
-            image_size=cfg.data.image_size,
-            skip_bad=cfg.data.skip_bad_images,
-        )
-    dataset.validate()
-    validate_config(cfg, len(dataset))
+        if dataset is None:
+            dataset = load_dataset(
+                cfg.data.name,
+                root=cfg.data.root,
+                image_size=cfg.data.image_size,
+                skip_bad=cfg.data.skip_bad_images,
+            )
+        dataset.validate()
+        validate_config(cfg, len(dataset))
+        fabric = _fabric(cfg)
+        if run_path is not None and main_process:
+            handler = _setup_logging(run_path, quiet)
+            stack.callback(_close_handler, handler)
+        return _fit(fabric, cfg, dataset, run_path, resume_state, quiet)
+    raise AssertionError("unreachable")
 
-    if run_path is None:
-        return _fit(cfg, dataset, None, None, quiet)
-    with run_lock(run_path):
-        handler = _setup_logging(run_path, quiet)
-        try:
-            return _fit(cfg, dataset, run_path, resume_state, quiet)
-        finally:
-            if handler is not None:
-                log.removeHandler(handler)
-                handler.close()
+
+def _close_handler(handler: logging.Handler | None) -> None:
+    if handler is not None:
+        log.removeHandler(handler)
+        handler.close()
 
 
 def _fit(
+    fabric: Any,
     cfg: RunConfig,
     dataset: ArrayDataset,
     run_dir: Path | None,
@@ -224,7 +240,6 @@ def _fit(
 ) -> FitResult:
     from tqdm.auto import tqdm
 
-    fabric = _fabric(cfg)
     fabric.launch()
     rank, world = fabric.global_rank, fabric.world_size
     is_main = rank == 0
@@ -241,6 +256,8 @@ def _fit(
     steps_per_epoch = max(1, n // global_batch)
 
     method = build_method(cfg, dataset.input_shape, n)
+    if world > 1 and device.type == "cuda" and cfg.train.sync_batchnorm:
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     data = dataset.data
     if device.type == "cuda" and data.numel() * data.element_size() < 4 * 2**30:
         data = data.to(device)

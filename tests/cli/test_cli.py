@@ -177,3 +177,32 @@ def test_existing_run_not_overwritten_subprocess(trained: Path) -> None:
 def test_debug_shows_traceback() -> None:
     proc = run_cli("--debug", "fit", "--method", "nope", "--out", "/tmp/unused-cc-run")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_fit_on_two_processes_ddp(tmp_path: Path) -> None:
+    """`fit --devices 2` on CPU: two gloo processes, one run directory written once."""
+    out = tmp_path / "ddp"
+    proc = run_cli(
+        "fit",
+        "digits",
+        "--devices",
+        "2",
+        "--device",
+        "cpu",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "128",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Starting with 2 processes" in proc.stdout + proc.stderr
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[1]["loss"]) < float(rows[0]["loss"])
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["n_samples"] == 1797 and sum(summary["cluster_sizes"]) == 1797
+    assert proc.stdout.count("cc on digits: ACC") == 1
+    assert not (out / ".lock").exists()
