@@ -48,6 +48,9 @@ class ModelConfig:
     """Backbone and head sizes shared by the deep methods."""
 
     backbone: str = "auto"
+    #: Width of ``small_cnn`` (first-stage channels) or ``mlp`` (hidden size); None:
+    #: the backbone's default.
+    width: int | None = None
     projection_dim: int = 128
     hidden_dim: int = 512
 

@@ -56,7 +56,7 @@ class ContrastiveClustering(ClusteringMethod):
         n_samples: int,
     ) -> None:
         super().__init__(params, n_clusters, input_shape, model, n_samples)
-        self.backbone = build_backbone(model.backbone, self.input_shape)
+        self.backbone = build_backbone(model.backbone, self.input_shape, model.width)
         dim = self.backbone.out_dim
         self.instance_head = ProjectionHead(dim, model.hidden_dim, model.projection_dim)
         self.cluster_head = ClusterHead(dim, n_clusters, model.hidden_dim)

@@ -254,26 +254,31 @@ def _vector_dim(name: str, input_shape: tuple[int, ...]) -> int:
     return input_shape[0]
 
 
-def _resnet_builder(depth: int, stem: str) -> Callable[[tuple[int, ...]], nn.Module]:
+def _resnet_builder(depth: int, stem: str) -> Callable[[tuple[int, ...], int | None], nn.Module]:
     name = f"resnet{depth}" + ("_imagenet" if stem == "imagenet" else "")
 
-    def build(input_shape: tuple[int, ...]) -> nn.Module:
+    def build(input_shape: tuple[int, ...], width: int | None = None) -> nn.Module:
         c, _, _ = _image_shape(name, input_shape)
+        if width is not None:
+            raise ConfigError(f"model.width applies to small_cnn and mlp, not to {name}")
         return ResNet(depth=depth, stem=stem, in_channels=c)
 
     return build
 
 
-def _small_cnn(input_shape: tuple[int, ...]) -> nn.Module:
+def _small_cnn(input_shape: tuple[int, ...], width: int | None = None) -> nn.Module:
     c, _, _ = _image_shape("small_cnn", input_shape)
-    return SmallCNN(in_channels=c)
+    return SmallCNN(in_channels=c, width=width or 64)
 
 
-def _mlp(input_shape: tuple[int, ...]) -> nn.Module:
-    return MLP(in_dim=_vector_dim("mlp", input_shape))
+def _mlp(input_shape: tuple[int, ...], width: int | None = None) -> nn.Module:
+    dim = _vector_dim("mlp", input_shape)
+    if width is None:
+        return MLP(in_dim=dim)
+    return MLP(in_dim=dim, hidden_dims=(width, width), out_dim=width // 2 or 1)
 
 
-BACKBONES: dict[str, Callable[[tuple[int, ...]], nn.Module]] = {
+BACKBONES: dict[str, Callable[[tuple[int, ...], int | None], nn.Module]] = {
     "small_cnn": _small_cnn,
     "resnet18": _resnet_builder(18, "cifar"),
     "resnet34": _resnet_builder(34, "cifar"),
@@ -299,8 +304,11 @@ def _auto_backbone(input_shape: tuple[int, ...]) -> str:
     return "resnet18" if side <= 64 else "resnet18_imagenet"
 
 
-def build_backbone(name: str, input_shape: tuple[int, ...]) -> nn.Module:
+def build_backbone(name: str, input_shape: tuple[int, ...], width: int | None = None) -> nn.Module:
     """Build a backbone by name for inputs of ``input_shape`` (no batch dimension).
+
+    ``width`` (None: the backbone's default) sets the first-stage channels of
+    ``small_cnn`` (output ``4 * width``) or the hidden size of ``mlp``.
 
     ``"auto"`` chooses from the shape: vectors ``(D,)`` -> ``"mlp"``; one-channel
     images up to 32 px -> ``"small_cnn"``; other images up to 64 px ->
@@ -321,4 +329,6 @@ def build_backbone(name: str, input_shape: tuple[int, ...]) -> nn.Module:
     if name not in BACKBONES:
         valid = ", ".join(["auto", *available_backbones()])
         raise ConfigError(f"unknown backbone {name!r}; valid names: {valid}")
-    return BACKBONES[name](shape)
+    if width is not None:
+        _check_positive_int("width", width)
+    return BACKBONES[name](shape, width)

@@ -187,3 +187,20 @@ def test_constructor_errors() -> None:
         SmallCNN(0)
     with pytest.raises(ConfigError, match="hidden_dims"):
         MLP(4, (8, 0))
+
+
+def test_width_option() -> None:
+    import torch
+
+    from contraclust.errors import ConfigError
+    from contraclust.models import build_backbone
+
+    cnn = build_backbone("small_cnn", (1, 28, 28), width=16)
+    assert cnn.out_dim == 64
+    assert cnn(torch.zeros(2, 1, 28, 28)).shape == (2, 64)
+    mlp = build_backbone("mlp", (10,), width=32)
+    assert mlp(torch.zeros(3, 10)).shape == (3, mlp.out_dim)
+    with pytest.raises(ConfigError, match="width applies to small_cnn and mlp"):
+        build_backbone("resnet18", (3, 32, 32), width=8)
+    with pytest.raises(ConfigError, match="width must be an integer >= 1"):
+        build_backbone("small_cnn", (1, 8, 8), width=0)

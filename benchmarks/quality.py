@@ -1,0 +1,237 @@
+"""Clustering quality at a fixed budget: methods x datasets x seeds.
+
+Each run is a separate process (so its peak memory is its own), trained from the
+committed preset ``configs/<method>/<dataset>.yaml`` (k-means needs none). Results go
+to ``benchmarks/results/quality.json`` and a Markdown table in ``BENCHMARKS.md``
+(between the ``quality`` markers), each row with the command that reproduces it.
+
+    python benchmarks/quality.py                          # every method on every set
+    python benchmarks/quality.py --methods cc kmeans --datasets digits --seeds 0
+
+The standard sets are read from a data root in the official layout; by default the
+one the tests build from ``../shared/data`` (``.cache/test-data-root``), built here
+when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results" / "quality.json"
+REPORT = REPO / "BENCHMARKS.md"
+DEFAULT_METHODS = ("kmeans", "cc", "deca", "concurl", "clc")
+DEFAULT_DATASETS = ("digits", "mnist-test", "usps")
+BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
+
+
+def ensure_data_root(root: Path | None) -> Path:
+    """The given root, or the tests' cached root built from ../shared/data."""
+    if root is not None:
+        return root
+    sys.path.insert(0, str(REPO / "tests"))
+    import conftest  # the single definition of the test data-root layout
+
+    cache = conftest.DATA_ROOT_CACHE
+    if all((cache / e.target).is_file() for e in conftest.DATA_ROOT_LAYOUT):
+        return cache
+    shared = Path(os.environ.get(conftest.SHARED_DATA_ENV, REPO.parent / "shared" / "data"))
+    sums = {}
+    for line in (shared / "SHA256SUMS").read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            sums[name.lstrip("*")] = digest
+
+    def get(name: str) -> Path:
+        path = shared / name
+        if conftest._sha256(path) != sums[name]:
+            raise SystemExit(f"{path} fails its sha256 check; restore it")
+        return path
+
+    conftest._build_data_root(cache, get)
+    return cache
+
+
+def preset_for(method: str, dataset: str) -> Path | None:
+    path = REPO / "configs" / method / f"{dataset}.yaml"
+    return path if path.is_file() else None
+
+
+def command_for(method: str, dataset: str, seed: int) -> list[str]:
+    cmd = ["contraclust", "fit", dataset, "--method", method, "--seed", str(seed)]
+    preset = preset_for(method, dataset)
+    if preset is not None:
+        cmd += ["--preset", str(preset.relative_to(REPO))]
+    if dataset != "digits":
+        cmd += ["--data-root", "<root>"]
+    return cmd
+
+
+def run_one(method: str, dataset: str, seed: int, root: Path, out: Path) -> dict[str, Any]:
+    """Train in this process and return the row (called in a child process)."""
+    from contraclust.config import RunConfig, load_preset
+    from contraclust.training import fit
+
+    preset = preset_for(method, dataset)
+    raw = load_preset(str(preset)) if preset else {"method": method}
+    cfg = RunConfig.from_dict(raw)
+    cfg.method = method
+    cfg.data.name = dataset
+    cfg.data.root = str(root)
+    cfg.train.seed = seed
+    cfg.train.device = "cpu"
+    start = time.perf_counter()
+    result = fit(cfg, run_dir=out, overwrite=True, quiet=True)
+    seconds = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "method": method,
+        "dataset": dataset,
+        "seed": seed,
+        "epochs": cfg.train.epochs if result.method.trainable else 0,
+        "seconds": round(seconds, 1),
+        "peak_rss_mib": round(peak_kib / 1024, 1),
+        **{k: result.metrics[k] for k in ("acc", "nmi", "ari")},
+        "command": " ".join(command_for(method, dataset, seed)),
+    }
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    import numpy as np
+
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["dataset"]), []).append(row)
+    out = []
+    for (method, dataset), rs in groups.items():
+        entry: dict[str, Any] = {"method": method, "dataset": dataset, "seeds": len(rs)}
+        for key in ("acc", "nmi", "ari", "seconds", "peak_rss_mib"):
+            values = np.array([r[key] for r in rs], dtype=float)
+            entry[key] = float(values.mean())
+            entry[f"{key}_std"] = float(values.std())
+        entry["command"] = rs[0]["command"].replace(" --seed 0", " --seed S")
+        out.append(entry)
+    return out
+
+
+def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [
+        BEGIN,
+        f"Measured {meta['date']} on {meta['machine']} (CPU only, {meta['threads']} threads); "
+        f"mean ± std over seeds {meta['seeds']}.",
+        "",
+        "| dataset | method | ACC | NMI | ARI | seconds | peak RSS MiB | command |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in sorted(summary, key=lambda e: (e["dataset"], e["method"])):
+        lines.append(
+            f"| {e['dataset']} | {e['method']} | {e['acc']:.3f} ± {e['acc_std']:.3f} | "
+            f"{e['nmi']:.3f} ± {e['nmi_std']:.3f} | {e['ari']:.3f} ± {e['ari_std']:.3f} | "
+            f"{e['seconds']:.0f} | {e['peak_rss_mib']:.0f} | `{e['command']}` |"
+        )
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_report(block: str) -> None:
+    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## Quality at a fixed budget\n\n" + block + "\n"
+    REPORT.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
+    parser.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--data-root", type=Path, default=None)
+    parser.add_argument("--runs", type=Path, default=REPO / ".cache" / "bench-runs")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep rows of earlier runs for other method/dataset pairs",
+    )
+    parser.add_argument(
+        "--one", nargs=3, metavar=("METHOD", "DATASET", "SEED"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    root = ensure_data_root(args.data_root)
+
+    if args.one:
+        method, dataset, seed = args.one
+        out = args.runs / f"{method}-{dataset}-{seed}"
+        print(json.dumps(run_one(method, dataset, int(seed), root, out)))
+        return
+
+    from contraclust.methods import method_names
+
+    methods = [m for m in args.methods if m in method_names()]
+    skipped = sorted(set(args.methods) - set(methods))
+    if skipped:
+        print(f"not implemented here, skipped: {', '.join(skipped)}", file=sys.stderr)
+    rows: list[dict[str, Any]] = []
+    if args.merge and RESULTS.exists():
+        done = {(m, d) for m in methods for d in args.datasets}
+        rows = [
+            r
+            for r in json.loads(RESULTS.read_text())["runs"]
+            if (r["method"], r["dataset"]) not in done
+        ]
+    for dataset in args.datasets:
+        for method in methods:
+            for seed in args.seeds:
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    method,
+                    dataset,
+                    str(seed),
+                    "--data-root",
+                    str(root),
+                    "--runs",
+                    str(args.runs),
+                ]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    print(proc.stderr[-3000:], file=sys.stderr)
+                    raise SystemExit(f"run failed: {method} {dataset} seed {seed}")
+                row = json.loads(proc.stdout.strip().splitlines()[-1])
+                rows.append(row)
+                print(
+                    f"{dataset:<11} {method:<8} seed {seed}: ACC {row['acc']:.4f} "
+                    f"NMI {row['nmi']:.4f} ARI {row['ari']:.4f} {row['seconds']:.0f} s "
+                    f"{row['peak_rss_mib']:.0f} MiB",
+                    flush=True,
+                )
+    import torch
+
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
+        "threads": torch.get_num_threads(),
+        "seeds": sorted({r["seed"] for r in rows}),
+        "torch": torch.__version__,
+    }
+    summary = summarise(rows)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"meta": meta, "summary": summary, "runs": rows}, indent=1))
+    write_report(markdown(summary, meta))
+    print(f"wrote {RESULTS.relative_to(REPO)} and {REPORT.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
