@@ -273,6 +273,7 @@ def _fit(
     aug_gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1000 + rank)
     history: list[dict[str, Any]] = []
     start_epoch = 0
+    prediction: Prediction | None = None
 
     if not method.trainable:
         method.to(device)
@@ -346,6 +347,8 @@ def _fit(
                 every = cfg.train.eval_every
                 if dataset.labels is not None and (last or (every and (epoch + 1) % every == 0)):
                     pred = predict(method, data, device, cfg.train.predict_with, cfg.train.seed)
+                    if last:  # the final read-out: not computed a second time below
+                        prediction = pred
                     scores = evaluate(dataset.labels, pred.labels)
                     row.update({k: scores[k] for k in ("acc", "nmi", "ari")})
                 history.append(row)
@@ -378,7 +381,8 @@ def _fit(
             bar.close()
 
     method.eval()
-    prediction = predict(method, data, device, cfg.train.predict_with, cfg.train.seed)
+    if prediction is None:
+        prediction = predict(method, data, device, cfg.train.predict_with, cfg.train.seed)
     metrics = evaluate(dataset.labels, prediction.labels) if dataset.labels is not None else None
     seconds = time.perf_counter() - start_time
     method.cpu()
