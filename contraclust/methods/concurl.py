@@ -1,0 +1,286 @@
+"""ConCURL — Deshmukh, Regatti, Manavoglu, Dogan, "Representation Learning for Clustering
+via Building Consensus", Machine Learning 2022 (arXiv 2105.01289; earlier 2010.01245).
+
+Three consistencies trained together on a shared backbone ``h``:
+
+- exemplar: two views of an image are close (instance discrimination against a memory
+  bank, :class:`~contraclust.losses.MemoryBankNCE`, or NT-Xent as an alternative) on
+  the exemplar head ``e = norm(Linear(h))``;
+- population: similar images get similar cluster assignments (SwAV's swapped
+  prediction, :class:`~contraclust.losses.SwappedPredictionLoss`) with scores
+  ``s = C norm(z)`` of the projection head ``z`` against the prototypes ``C`` and
+  balanced targets ``q = Sinkhorn(s)``;
+- consensus: the partitions in ``M`` random projections of the space agree with the
+  same targets (:class:`~contraclust.losses.ConsensusLoss`).
+
+``L = beta L_exemplar + alpha L_pop + gamma L_cons``. The paper learns the prototypes
+(``alpha > 0``, our default); the authors' released scripts (JayanthRR/ConCURL_NCE,
+``run.sh``) use ``alpha = 0, beta = gamma = 1`` with the consensus path detached from
+the prototypes, so their prototypes stay at their random initialisation: set
+``alpha: 0`` to get that variant (the prototypes are then frozen, ``requires_grad``
+False, so that DDP sees no unused parameter).
+
+Prediction: argmax of ``softmax(C norm(z) / temperature)`` (``predict_with: head``), or
+k-means on the backbone feature ``h`` (``predict_with: kmeans``; the authors' read-out).
+Under DDP the Sinkhorn column sums, the NT-Xent negatives and the memory-bank updates use
+the global batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from contraclust.config import ModelConfig
+from contraclust.errors import ConfigError
+from contraclust.losses import (
+    ConsensusLoss,
+    MemoryBankNCE,
+    NTXentLoss,
+    RandomProjections,
+    SinkhornKnopp,
+    SwappedPredictionLoss,
+    world_size,
+)
+from contraclust.losses.consensus import PROJECTION_KINDS
+from contraclust.methods.base import ClusteringMethod, register_method
+from contraclust.models import ProjectionHead, build_backbone
+
+EXEMPLAR_LOSSES = ("nce", "ntxent")
+
+
+def _positive_number(name: str, value: float) -> None:
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a finite number > 0, got {value}")
+
+
+def _non_negative_number(name: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+
+
+def _count(name: str, value: int, minimum: int = 1) -> None:
+    if value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value}")
+
+
+@dataclass
+class ConCURLParams:
+    """ConCURL's hyper-parameters (defaults: the paper's, where it gives them)."""
+
+    #: Exemplar-consistency loss: ``nce`` (memory bank, the paper) or ``ntxent`` (SimCLR).
+    exemplar_loss: str = "nce"
+    #: Temperature of the memory-bank loss (the authors' scripts: 0.35 to 1.0 per dataset).
+    nce_temperature: float = 0.3
+    #: Negatives drawn from the memory bank per step (paper: 4096; capped at N - 1).
+    n_negatives: int = 4096
+    #: Weight of the old bank entry in its update (paper: 0.5).
+    memory_momentum: float = 0.5
+    #: Temperature of NT-Xent when ``exemplar_loss`` is ``ntxent``.
+    ntxent_temperature: float = 0.5
+    #: Entropic regularisation of the Sinkhorn targets (paper: 0.05).
+    sinkhorn_eps: float = 0.05
+    #: Sinkhorn normalisation rounds (paper: 3).
+    sinkhorn_iters: int = 3
+    #: Softmax temperature of the predictions p = softmax(s / temperature) (paper: 0.1).
+    temperature: float = 0.1
+    #: Number M of random projections of the consensus loss.
+    n_projections: int = 16
+    #: Width d' of the projected spaces.
+    projection_dim: int = 128
+    #: ``gaussian`` (the paper) or ``diagonal`` (see RandomProjections).
+    projection_kind: str = "gaussian"
+    #: Seed of the projections; None draws it from the run's seeded torch generator.
+    projection_seed: int | None = None
+    #: Weight of the population (swapped prediction) loss; 0 = the authors' scripts.
+    alpha: float = 1.0
+    #: Weight of the exemplar loss.
+    beta: float = 1.0
+    #: Weight of the consensus loss.
+    gamma: float = 1.0
+    #: Train the prototypes (the paper). False keeps them at their random start.
+    learnable_prototypes: bool = True
+    #: No gradient to the prototypes through the consensus loss (the authors' code).
+    detach_consensus_prototypes: bool = True
+    #: Hidden width of the projection head (paper: 2048).
+    projection_hidden: int = 2048
+    #: Width of z and of the prototypes (paper: 256).
+    projection_out: int = 256
+    #: Width of the exemplar head (paper: 128).
+    exemplar_dim: int = 128
+    #: Keep the prototypes fixed for this many first epochs (SwAV's warm-up; 0: never).
+    freeze_prototypes_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        if self.exemplar_loss not in EXEMPLAR_LOSSES:
+            raise ConfigError(
+                f"exemplar_loss must be one of {', '.join(EXEMPLAR_LOSSES)}, "
+                f"got {self.exemplar_loss!r}"
+            )
+        if self.projection_kind not in PROJECTION_KINDS:
+            raise ConfigError(
+                f"projection_kind must be one of {', '.join(PROJECTION_KINDS)}, "
+                f"got {self.projection_kind!r}"
+            )
+        for name in ("nce_temperature", "ntxent_temperature", "sinkhorn_eps", "temperature"):
+            _positive_number(name, getattr(self, name))
+        for name in ("alpha", "beta", "gamma"):
+            _non_negative_number(name, getattr(self, name))
+        if self.alpha + self.beta + self.gamma == 0:
+            raise ConfigError(
+                "alpha, beta and gamma are all 0: at least one loss weight must be > 0"
+            )
+        if not 0 <= self.memory_momentum < 1:
+            raise ConfigError(f"memory_momentum must be in [0, 1), got {self.memory_momentum}")
+        for name in (
+            "n_negatives",
+            "sinkhorn_iters",
+            "n_projections",
+            "projection_dim",
+            "projection_hidden",
+            "projection_out",
+            "exemplar_dim",
+        ):
+            _count(name, getattr(self, name))
+        _count("freeze_prototypes_epochs", self.freeze_prototypes_epochs, minimum=0)
+        if self.projection_kind == "diagonal" and self.projection_dim > self.projection_out:
+            raise ConfigError(
+                f"projection_dim must be <= projection_out ({self.projection_out}) for "
+                f"diagonal projections, got {self.projection_dim}"
+            )
+
+
+@register_method
+class ConCURL(ClusteringMethod):
+    name = "concurl"
+    summary = "ConCURL (Deshmukh et al. 2022): exemplar, population and consensus consistency"
+    Params = ConCURLParams
+
+    steps_done: Tensor
+
+    def __init__(
+        self,
+        params: ConCURLParams,
+        n_clusters: int,
+        input_shape: tuple[int, ...],
+        model: ModelConfig,
+        n_samples: int,
+    ) -> None:
+        super().__init__(params, n_clusters, input_shape, model, n_samples)
+        p = params
+        self.backbone = build_backbone(model.backbone, self.input_shape, model.width)
+        dim = self.backbone.out_dim
+        self.projection_head = ProjectionHead(
+            dim, p.projection_hidden, p.projection_out, batch_norm=True
+        )
+        self.prototypes = nn.Parameter(
+            F.normalize(torch.randn(n_clusters, p.projection_out), dim=1)
+        )
+        self.sinkhorn = SinkhornKnopp(p.sinkhorn_eps, p.sinkhorn_iters, gather_distributed=True)
+        self.population_loss = SwappedPredictionLoss(p.temperature)
+        self.consensus_loss = ConsensusLoss(p.temperature, p.detach_consensus_prototypes)
+        seed = p.projection_seed
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        self.projections = RandomProjections(
+            p.projection_out, p.n_projections, p.projection_dim, p.projection_kind, seed
+        )
+        self.exemplar_head: nn.Linear | None = None
+        self.memory_bank: MemoryBankNCE | None = None
+        self.ntxent: NTXentLoss | None = None
+        if p.beta > 0:
+            self.exemplar_head = nn.Linear(dim, p.exemplar_dim)
+            if p.exemplar_loss == "nce":
+                self.memory_bank = MemoryBankNCE(
+                    n_samples,
+                    p.exemplar_dim,
+                    p.n_negatives,
+                    p.nce_temperature,
+                    p.memory_momentum,
+                    gather_distributed=True,
+                )
+            else:
+                self.ntxent = NTXentLoss(p.ntxent_temperature, gather_distributed=True)
+        # A parameter that gets no gradient must not be trainable (DDP refuses unused ones).
+        self.uses_assignments = p.alpha > 0 or p.gamma > 0
+        self.projection_head.requires_grad_(self.uses_assignments)
+        prototypes_trained = p.learnable_prototypes and (
+            p.alpha > 0 or (p.gamma > 0 and not p.detach_consensus_prototypes)
+        )
+        self.prototypes.requires_grad_(prototypes_trained)
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+
+    # ------------------------------------------------------------------ training
+    def _prototypes_for_step(self, batch: int) -> Tensor:
+        """The prototypes, with a zero gradient during the first frozen epochs.
+
+        They stay in the graph (multiplied by 0) rather than detached so that DDP sees the
+        same set of used parameters in every step.
+        """
+        epochs = self.params.freeze_prototypes_epochs
+        if not epochs or not self.prototypes.requires_grad:
+            return self.prototypes
+        steps_per_epoch = max(1, self.n_samples // max(1, batch * world_size()))
+        if int(self.steps_done) >= epochs * steps_per_epoch:
+            return self.prototypes
+        return self.prototypes.detach() + 0.0 * self.prototypes
+
+    def training_loss(self, views: list[Tensor], clean: Tensor, index: Tensor) -> dict[str, Tensor]:
+        p = self.params
+        x1, x2 = views
+        batch = x1.shape[0]
+        with torch.no_grad():
+            self.prototypes.copy_(F.normalize(self.prototypes, dim=1))
+        # One pass over both views: batch norm sees the 2B batch.
+        h = self.backbone(torch.cat([x1, x2], dim=0))
+        zero = h.new_zeros((), dtype=torch.float32)
+        exemplar = population = consensus = zero
+        if self.exemplar_head is not None:
+            e = F.normalize(self.exemplar_head(h).float(), dim=1)
+            e1, e2 = e.chunk(2)
+            if self.memory_bank is not None:
+                negatives = self.memory_bank.draw_negatives()
+                exemplar = 0.5 * (
+                    self.memory_bank(e1, index, negatives) + self.memory_bank(e2, index, negatives)
+                )
+                # The bank moves towards the mean of the two views' embeddings.
+                self.memory_bank.update(e1.detach() + e2.detach(), index)
+            else:
+                assert self.ntxent is not None
+                exemplar = self.ntxent(e1, e2)
+        if self.uses_assignments:
+            z = self.projection_head(h).float()
+            prototypes = self._prototypes_for_step(batch)
+            scores = F.normalize(z, dim=1) @ prototypes.T
+            s1, s2 = scores.chunk(2)
+            q1, q2 = self.sinkhorn(s1), self.sinkhorn(s2)
+            if p.alpha > 0:
+                population = self.population_loss(s1, s2, q1, q2)
+            if p.gamma > 0:
+                z1, z2 = z.chunk(2)
+                consensus = self.consensus_loss(z1, z2, prototypes, q1, q2, self.projections)
+        if self.training:
+            self.steps_done += 1
+        loss = p.beta * exemplar + p.alpha * population + p.gamma * consensus
+        return {
+            "loss": loss,
+            "exemplar": exemplar.detach(),
+            "population": population.detach(),
+            "consensus": consensus.detach(),
+        }
+
+    # ------------------------------------------------------------------ read-outs
+    def scores(self, x: Tensor) -> Tensor:
+        """``B x K`` cosine similarities ``C norm(z)`` of a normalised batch."""
+        z = F.normalize(self.projection_head(self.backbone(x)).float(), dim=1)
+        return z @ F.normalize(self.prototypes.float(), dim=1).T
+
+    def cluster_probs(self, x: Tensor) -> Tensor:
+        return F.softmax(self.scores(x) / self.params.temperature, dim=1)
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.backbone(x)

@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from contraclust.config import RunConfig, from_dict
+from contraclust.data import load_dataset
+from contraclust.errors import ConfigError
+from contraclust.methods import get_method
+from contraclust.methods.deca import DECA, DECAParams
+from contraclust.training import fit
+from contraclust.training.checkpoint import build_method
+from contraclust.training.predict import apply_batched
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny batches: on a busy 2-core machine a second intra-op thread mostly waits
+    for a core at every operation (10-100x slower here), so these tests use one."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def digits_small():
+    return load_dataset("digits").subset(np.arange(120))
+
+
+def deca_cfg(epochs: int = 1, n_clusters: int = 10, **params: Any) -> RunConfig:
+    return RunConfig.from_dict(
+        {
+            "method": "deca",
+            "n_clusters": n_clusters,
+            "model": {"backbone": "small_cnn", "width": 8, "hidden_dim": 32, "projection_dim": 16},
+            "augment": {"name": "grey"},
+            "optim": {"lr": 1e-3},
+            "train": {"epochs": epochs, "batch_size": 30, "device": "cpu", "eval_every": 0},
+            "params": {"kmeans_n_init": 2, **params},
+        }
+    )
+
+
+def started_method(dataset, n_clusters: int = 10, **params: Any) -> DECA:
+    """A DECA method after on_fit_start, as the training loop leaves it."""
+    torch.manual_seed(0)
+    cfg = deca_cfg(n_clusters=n_clusters, **params)
+    method = build_method(cfg, dataset.input_shape, len(dataset))
+    assert isinstance(method, DECA)
+    method.set_input_stats(dataset.data)
+    method.on_fit_start(lambda fn: apply_batched(method, dataset.data, fn, CPU), resumed=False)
+    return method
+
+
+def batch_of(method: DECA, dataset, size: int = 24) -> tuple[list[torch.Tensor], torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    clean = method.prepare(dataset.data[:size])
+    views = [clean + 0.1 * torch.randn(clean.shape, generator=gen) for _ in range(2)]
+    return views, clean
+
+
+def test_registered_under_its_name() -> None:
+    assert get_method("deca") is DECA
+    assert DECA.Params is DECAParams
+
+
+def test_short_fit_runs_and_reads_out_q(digits_small) -> None:
+    result = fit(deca_cfg(epochs=1), digits_small, quiet=True)
+    row = result.history[0]
+    for key in ("loss", "instance", "cluster", "anchor"):
+        assert np.isfinite(row[key]), key
+    assert row["cluster"] > 0 and row["anchor"] > 0
+    probs = result.prediction.probs
+    assert probs.shape == (120, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    # The head read-out is argmax of the Student-t q of the clean input.
+    method = result.method.eval()
+    q = apply_batched(method, digits_small.data, method.cluster_probs, CPU)
+    np.testing.assert_array_equal(result.prediction.labels, q.argmax(dim=1).numpy())
+    assert result.metrics is not None and result.metrics["acc"] > 0.2
+
+
+def test_centers_start_at_kmeans_of_the_backbone_features(digits_small) -> None:
+    method = started_method(digits_small)
+    centers = method.centers.detach()
+    assert bool(centers.abs().sum(dim=1).gt(0).all())
+    features = apply_batched(method, digits_small.data, method.backbone, CPU)
+    nearest = torch.cdist(features, centers).argmin(dim=1)
+    assert len(nearest.unique()) == 10
+    # A k-means fixed point: every centre is the mean of the features nearest to it.
+    tolerance = 1e-3 * float(features.norm(dim=1).mean())
+    for k in range(10):
+        mean = features[nearest == k].mean(dim=0)
+        torch.testing.assert_close(centers[k], mean, atol=tolerance, rtol=0)
+
+
+def test_batchnorm_statistics_are_recalibrated_before_kmeans(digits_small) -> None:
+    on = started_method(digits_small)
+    off = started_method(digits_small, recalibrate_batchnorm=False)
+    # Eval-mode features of a new network have the scale of its train-mode features
+    # only after the recalibration.
+    _, clean = batch_of(on, digits_small, size=100)
+    for method, close in ((on, True), (off, False)):
+        method.train()
+        with torch.no_grad():
+            train_norm = method.backbone(clean).norm(dim=1).mean()
+        method.eval()
+        with torch.no_grad():
+            eval_norm = method.backbone(clean).norm(dim=1).mean()
+        ratio = float(eval_norm / train_norm)
+        assert (0.7 < ratio < 1.4) is close, ratio
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"cluster_weight": 0.0, "anchor_weight": 0.0}, {"kmeans_init_step": 5}],
+    ids=["default", "zero-weights", "before-init"],
+)
+def test_every_parameter_gets_a_gradient(digits_small, params: dict[str, Any]) -> None:
+    method = started_method(digits_small, **params)
+    method.train()
+    views, clean = batch_of(method, digits_small)
+    out = method.training_loss(views, clean, torch.arange(24))
+    out["loss"].backward()
+    missing = [name for name, p in method.named_parameters() if p.grad is None]
+    assert not missing
+    if not params:
+        assert float(method.centers.grad.abs().sum()) > 0
+        assert float(method.instance_head.net[0].weight.grad.abs().sum()) > 0
+
+
+def test_kmeans_init_step_defers_the_centres_and_the_clustering_losses(digits_small) -> None:
+    method = started_method(digits_small, kmeans_init_step=2)
+    method.train()
+    views, clean = batch_of(method, digits_small)
+    index = torch.arange(24)
+    for _ in range(2):
+        out = method.training_loss(views, clean, index)
+        assert bool((method.centers == 0).all())
+        torch.testing.assert_close(out["loss"], out["instance"])
+    out = method.training_loss(views, clean, index)
+    assert bool((method.centers != 0).any())
+    assert out["loss"].item() == pytest.approx(
+        (out["instance"] + out["cluster"] + out["anchor"]).item(), rel=1e-5
+    )
+
+
+def test_dataset_target_is_refreshed_on_schedule_with_any_k(digits_small) -> None:
+    # 120 samples, batch 30: 4 steps an epoch; refreshes at steps 0, 3 and 6. K = 7:
+    # nothing assumes the 10 clusters of the authors' code.
+    cfg = deca_cfg(epochs=2, n_clusters=7, target="dataset", target_update_interval=3)
+    result = fit(cfg, digits_small, quiet=True)
+    assert [row["target_refreshed"] for row in result.history] == [0.5, 0.25]
+    method = result.method
+    assert int(method.steps_done) == 8
+    assert method.centers.shape == (7, method.backbone.out_dim)
+    target = method.dataset_target
+    assert target is not None and target.shape == (120, 7)
+    torch.testing.assert_close(target.sum(dim=1), torch.ones(120))
+    assert "_extra_state" in method.state_dict()
+    assert result.prediction.probs.shape == (120, 7)
+    assert result.prediction.labels.max() < 7
+
+
+def test_dataset_target_follows_the_weights(digits_small) -> None:
+    method = started_method(digits_small, target="dataset")
+    method.refresh_dataset_target()
+    before = method.dataset_target.clone()
+    with torch.no_grad():
+        method.centers.mul_(1.5)
+    method.refresh_dataset_target()
+    assert not torch.allclose(before, method.dataset_target)
+    # Rows are indexed by the training-set position of each sample.
+    method.train()
+    views, clean = batch_of(method, digits_small)
+    method.steps_done.fill_(1)  # not a refresh step
+    index = torch.arange(90, 114)
+    out = method.training_loss(views, clean, index)
+    h0 = method.backbone(torch.cat([clean, *views]))[:24]
+    expected = method.cluster_loss(h0, method.centers, method.dataset_target[index])
+    assert out["cluster"].item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("instance_temperature", 0.0),
+        ("alpha_t", -1.0),
+        ("alpha_t", float("nan")),
+        ("cluster_weight", -0.5),
+        ("anchor_weight", float("inf")),
+        ("target", "epoch"),
+        ("target_update_interval", 0),
+        ("kmeans_n_init", 0),
+        ("kmeans_init_step", -1),
+    ],
+)
+def test_bad_hyper_parameters_raise_config_error(key: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=key):
+        from_dict(DECAParams, {key: value}, "params")
+
+
+def test_all_weights_zero_is_refused() -> None:
+    with pytest.raises(ConfigError, match="at least one must be > 0"):
+        DECAParams(instance_weight=0.0, cluster_weight=0.0, anchor_weight=0.0)
+
+
+def test_bad_hyper_parameter_stops_a_fit(digits_small) -> None:
+    with pytest.raises(ConfigError, match="target_update_interval"):
+        fit(deca_cfg(target="dataset", target_update_interval=0), digits_small, quiet=True)
+
+
+def test_resume_of_a_dataset_target_run_equals_a_straight_run(digits_small, tmp_path: Path) -> None:
+    # k-means at step 2 and refreshes at steps 2, 3 and 6: the run stops at step 4.
+    params = {"target": "dataset", "target_update_interval": 3, "kmeans_init_step": 2}
+    straight = fit(deca_cfg(epochs=2, **params), digits_small, run_dir=tmp_path / "a", quiet=True)
+    fit(deca_cfg(epochs=1, **params), digits_small, run_dir=tmp_path / "b", quiet=True)
+    resumed = fit(
+        deca_cfg(epochs=2, **params), digits_small, run_dir=tmp_path / "b", resume=True, quiet=True
+    )
+    assert [r["loss"] for r in straight.history] == [r["loss"] for r in resumed.history]
+    np.testing.assert_array_equal(straight.prediction.probs, resumed.prediction.probs)
+    torch.testing.assert_close(
+        straight.method.dataset_target, resumed.method.dataset_target, atol=0, rtol=0
+    )
+    torch.testing.assert_close(straight.method.centers, resumed.method.centers, atol=0, rtol=0)
