@@ -190,6 +190,7 @@ def main() -> None:
             for r in json.loads(RESULTS.read_text())["runs"]
             if (r["method"], r["dataset"]) not in done
         ]
+    failed: list[str] = []
     for dataset in args.datasets:
         for method in methods:
             for seed in args.seeds:
@@ -208,7 +209,9 @@ def main() -> None:
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(proc.stderr[-3000:], file=sys.stderr)
-                    raise SystemExit(f"run failed: {method} {dataset} seed {seed}")
+                    print(f"run failed: {method} {dataset} seed {seed}", file=sys.stderr)
+                    failed.append(f"{method} {dataset} seed {seed}")
+                    continue
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
                 rows.append(row)
                 print(
@@ -231,6 +234,8 @@ def main() -> None:
     RESULTS.write_text(json.dumps({"meta": meta, "summary": summary, "runs": rows}, indent=1))
     write_report(markdown(summary, meta))
     print(f"wrote {RESULTS.relative_to(REPO)} and {REPORT.relative_to(REPO)}")
+    if failed:
+        raise SystemExit(f"failed runs: {'; '.join(failed)}")
 
 
 if __name__ == "__main__":
