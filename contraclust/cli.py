@@ -54,6 +54,7 @@ def build_config(args: argparse.Namespace):
     put("data", "name", args.data)
     put("data", "root", args.data_root)
     put("data", "image_size", args.image_size)
+    put("data", "split", args.split)
     if args.skip_bad_images:
         put("data", "skip_bad_images", True)
     put("model", "backbone", args.backbone)
@@ -93,6 +94,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     out = Path(args.out) if args.out else _default_out(cfg)
+    if args.download and launched_rank() == 0:
+        from contraclust.data.download import ensure_dataset
+
+        ensure_dataset(cfg.data.name, cfg.data.root, split=cfg.data.split, progress=not args.quiet)
     if not args.quiet and launched_rank() == 0:
         print(
             f"contraclust {__version__}: {cfg.method} on {cfg.data.name}, K={cfg.n_clusters}, "
@@ -219,22 +224,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
+    action = getattr(args, "datasets_command", None) or "list"
+    if action == "download":
+        return _datasets_download(args)
+    if action == "verify":
+        return _datasets_verify(args)
+    return _datasets_list(args)
+
+
+def _datasets_list(args: argparse.Namespace) -> int:
     from contraclust.data import list_datasets, resolve_data_root
+    from contraclust.data.download import dataset_status, is_downloadable
 
     root, source = resolve_data_root(args.data_root)
     print(f"data root: {root} (from {source})")
     for info in list_datasets():
-        files = list(getattr(info, "files", []) or [])
-        folder = root / info.family if files else None
-        if folder is None:
-            status = "built in"
-        else:
-            present = all(
-                (folder / f).exists() or (folder / f.removesuffix(".gz")).exists() for f in files
-            )
-            status = "present" if present else f"missing (looked in {folder})"
-        print(f"  {info.name:<20} {status:<12}  {info.description}")
+        status = dataset_status(info.name, args.data_root)
+        where = "" if status == "built in" else f"{root / info.family}/"
+        if status == "missing" and is_downloadable(info.name):
+            where += f"  (contraclust datasets download {info.name})"
+        print(f"  {info.name:<20} {status:<9} {where}".rstrip())
+        print(f"  {'':<20} {info.description}")
     return 0
+
+
+def _datasets_download(args: argparse.Namespace) -> int:
+    from contraclust.data.download import download_dataset
+
+    folder = download_dataset(
+        args.name, args.data_root, base_url=args.mirror, progress=not args.quiet
+    )
+    print(f"{args.name}: ready in {folder}")
+    return 0
+
+
+def _datasets_verify(args: argparse.Namespace) -> int:
+    from contraclust.data.download import verify_dataset
+
+    rows = verify_dataset(args.name, args.data_root)
+    for file, ok, detail in rows:
+        print(f"  {'ok  ' if ok else 'FAIL'} {file}: {detail}")
+    failed = sum(not ok for _, ok, _ in rows)
+    print(f"{args.name}: " + (f"{failed} problem(s)" if failed else "verified"))
+    return 1 if failed else 0
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -289,6 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", default=None, help="auto, grey, simclr, vector or none")
     p.add_argument("--image-size", type=int, default=None, help="resize images to this side")
     p.add_argument(
+        "--split",
+        default=None,
+        help="split of a named set: train, test or all (default: the set's, see `datasets`)",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="download a named set first when it is missing (see `datasets download`)",
+    )
+    p.add_argument(
         "--data-root",
         default=None,
         help="folder of the standard datasets (default: $CONTRACLUST_DATA or ~/.cache/contraclust)",
@@ -340,9 +382,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("datasets", help="list the datasets and where they are looked for")
-    p.add_argument("--data-root", default=None)
+    p = sub.add_parser(
+        "datasets", help="list, download or verify the standard datasets (default: list)"
+    )
+    p.add_argument("--data-root", default=None, help="folder of the standard datasets")
     p.set_defaults(func=cmd_datasets)
+    actions = p.add_subparsers(dest="datasets_command", metavar="ACTION")
+    q = actions.add_parser("list", help="each dataset, where it is looked for, and its state")
+    q.add_argument("--data-root", default=argparse.SUPPRESS)
+    q = actions.add_parser("download", help="download, check and unpack a dataset")
+    q.add_argument("name", help="dataset name (see `datasets list`)")
+    q.add_argument("--data-root", default=argparse.SUPPRESS)
+    q.add_argument(
+        "--mirror",
+        default=None,
+        metavar="URL",
+        help="mirror laid out as URL/<family>/<file> (default: $CONTRACLUST_MIRROR, "
+        "else the official address)",
+    )
+    q.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    q = actions.add_parser("verify", help="check a dataset's files against their checksums")
+    q.add_argument("name", help="dataset name (see `datasets list`)")
+    q.add_argument("--data-root", default=argparse.SUPPRESS)
 
     p = sub.add_parser("methods", help="list the clustering methods")
     p.set_defaults(func=cmd_methods)

@@ -39,6 +39,9 @@ class DataConfig:
     root: str | None = None
     #: Square side images are resized to; None keeps the native size.
     image_size: int | None = None
+    #: Split of a registered set: ``train``, ``test`` or ``all`` (train + test); None:
+    #: the set's default (``contraclust datasets`` lists each set's splits).
+    split: str | None = None
     #: Skip (and report) images that cannot be decoded instead of stopping.
     skip_bad_images: bool = False
 

@@ -12,6 +12,7 @@ data test would hide a broken set-up.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA_ENV = "CONTRACLUST_SHARED_DATA"
 DATA_ROOT_CACHE = REPO_ROOT / ".cache" / "test-data-root"
 _MARKER = ".complete.json"
-_LAYOUT_VERSION = 1
+_LAYOUT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,10 @@ class RootFile:
     """One file of the test data root and the shared files it is made from."""
 
     target: str  # path inside the data root
-    sources: tuple[str, ...]  # shared files; several are IDX chunks joined in order
+    sources: tuple[str, ...]  # shared files; several are chunks joined in order
+    #: how chunks are joined: "idx" (IDX arrays along the first axis, written as IDX) or
+    #: "bytes" (each chunk gunzipped, the bytes concatenated: whole binary records)
+    join: str = "idx"
 
     @property
     def joined(self) -> bool:
@@ -54,6 +58,11 @@ DATA_ROOT_LAYOUT: tuple[RootFile, ...] = (
     ),
     RootFile("mnist/train-labels-idx1-ubyte.gz", ("mnist-train-labels-idx1-ubyte.gz",)),
     RootFile("usps/usps.h5", ("usps.h5",)),
+    RootFile(
+        "cifar10/cifar-10-batches-bin/test_batch.bin",
+        tuple(f"cifar10-test_batch.bin.part{i:02d}of10.gz" for i in range(1, 11)),
+        join="bytes",
+    ),
 )
 
 
@@ -119,6 +128,12 @@ def _build_data_root(destination: Path, shared_file: Callable[[str], Path]) -> N
         if not entry.joined:
             shutil.copyfile(shared_file(entry.sources[0]), target)
             continue
+        if entry.join == "bytes":
+            with target.open("wb") as out:
+                for name in entry.sources:
+                    with gzip.open(shared_file(name), "rb") as chunk:
+                        shutil.copyfileobj(chunk, out)
+            continue
         chunks = [read_idx_plain(shared_file(name)) for name in entry.sources]
         write_idx(target, np.concatenate(chunks, axis=0), compresslevel=1)
 
@@ -136,7 +151,7 @@ def _root_is_complete(root: Path, manifest: dict[str, object]) -> bool:
 
 @pytest.fixture(scope="session")
 def data_root(shared_file: Callable[[str], Path]) -> Path:
-    """A data root in the official layout (mnist/, usps/), built once and cached."""
+    """A data root in the official layout (mnist/, usps/, cifar10/), built once and cached."""
     manifest: dict[str, object] = {
         "version": _LAYOUT_VERSION,
         "files": {

@@ -19,17 +19,22 @@ from contraclust.data.formats import (
 from contraclust.data.registry import (
     DatasetInfo,
     dataset_names,
+    find_dataset_files,
     list_datasets,
     load_dataset,
     register_dataset,
     resolve_data_root,
 )
 
+# registers cifar10, cifar100(-20), stl10, tiny-imagenet and the ImageNet sets
+from contraclust.data import benchmark_sets  # noqa: F401  isort: skip
+
 __all__ = [
     "ArrayDataset",
     "DatasetInfo",
     "array_to_dataset",
     "dataset_names",
+    "find_dataset_files",
     "list_datasets",
     "load_array_file",
     "load_dataset",

@@ -7,6 +7,12 @@ is also accepted uncompressed), reports every missing one in a single message th
 says where the data root came from and where to download the files, and only then
 calls the loader with the paths it found. Adding a data set touches nothing else.
 
+Sets that come in parts (train and test) or in several official layouts (CIFAR's
+pickle batches or binary records) declare them as :class:`FileLayout` objects: each
+names the files every split reads, ``split="all"`` reads train and test together, and
+the first layout whose files are all present is used. Such loaders also receive a
+:class:`DatasetRequest` (the split, image size and ``skip_bad``).
+
 The data root is ``--data-root`` when given, else ``$CONTRACLUST_DATA``, else
 ``~/.cache/contraclust``.
 """
@@ -14,9 +20,10 @@ The data root is ``--data-root`` when given, else ``$CONTRACLUST_DATA``, else
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -32,10 +39,14 @@ from contraclust.data.formats import (
 from contraclust.errors import DataError
 
 __all__ = [
+    "ALL_SPLIT",
     "DATA_ROOT_ENV",
     "DatasetInfo",
     "DatasetLoader",
+    "DatasetRequest",
+    "FileLayout",
     "dataset_names",
+    "find_dataset_files",
     "get_dataset_info",
     "list_datasets",
     "load_dataset",
@@ -48,6 +59,70 @@ DATA_ROOT_ENV = "CONTRACLUST_DATA"
 
 #: A registered loader: receives the path of each official file, keyed by its name.
 DatasetLoader = Callable[[Mapping[str, Path]], ArrayDataset]
+#: The loader of a set with layouts: also receives the :class:`DatasetRequest`.
+SplitDatasetLoader = Callable[[Mapping[str, Path], "DatasetRequest"], ArrayDataset]
+_Loader = TypeVar("_Loader", bound=Callable[..., ArrayDataset])
+
+#: The split that reads every labelled part of a set (its train and test files).
+ALL_SPLIT = "all"
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """One official way a set's files are laid out under its family folder.
+
+    Attributes:
+        label: a few words naming the layout in messages (``"binary records"``).
+        splits: the official files each split reads, as paths relative to the family
+            folder; a name ending in ``/`` is a folder. ``"all"`` need not be given: it
+            reads the files of ``"train"`` and ``"test"``.
+
+    Example:
+        >>> FileLayout("binary records", {"test": ("cifar-10-batches-bin/test_batch.bin",)})
+        ... # doctest: +SKIP
+    """
+
+    label: str
+    splits: Mapping[str, tuple[str, ...]] = field(hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "splits", {name: tuple(files) for name, files in self.splits.items()}
+        )
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        """The splits this layout offers, ``"all"`` included."""
+        names = list(self.splits)
+        if ALL_SPLIT not in names:
+            names.append(ALL_SPLIT)
+        return tuple(names)
+
+    def files_for(self, split: str) -> tuple[str, ...]:
+        """The official files ``split`` reads (empty for a split the layout lacks)."""
+        if split in self.splits:
+            return self.splits[split]
+        if split != ALL_SPLIT:
+            return ()
+        files: list[str] = []
+        for part in ("train", "test"):
+            files.extend(name for name in self.splits.get(part, ()) if name not in files)
+        return tuple(files)
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    """What :func:`load_dataset` was asked for, handed to loaders of sets with layouts.
+
+    Attributes:
+        split: the split to read (``"train"``, ``"test"``, ``"all"``, ...), validated.
+        image_size: the requested square side, for loaders that decode image files.
+        skip_bad: skip unreadable image files instead of failing.
+    """
+
+    split: str
+    image_size: int | None = None
+    skip_bad: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,8 +134,11 @@ class DatasetInfo:
         family: the group of sets sharing files; also the sub-folder of the data root
             holding them (``"mnist"`` for ``mnist`` and ``mnist-test``).
         description: one line for ``contraclust datasets``.
-        files: the official file names the loader reads (empty when embedded).
+        files: the official file names the loader reads (empty when embedded); for a
+            set with layouts, those its first layout reads for the default split.
         url_hint: where to download those files.
+        layouts: the official layouts of a set with splits (see :class:`FileLayout`).
+        default_split: the split read when none is asked for.
     """
 
     name: str
@@ -68,21 +146,45 @@ class DatasetInfo:
     description: str
     files: tuple[str, ...]
     url_hint: str
-    loader: DatasetLoader = field(repr=False, compare=False)
+    loader: Callable[..., ArrayDataset] = field(repr=False, compare=False)
+    layouts: tuple[FileLayout, ...] = ()
+    default_split: str | None = None
 
     @property
     def needs_download(self) -> bool:
         """Whether the set is read from files under the data root."""
         return bool(self.files)
 
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The split names :func:`load_dataset` accepts for this set."""
+        if not self.layouts:
+            return (ALL_SPLIT,)
+        names: list[str] = []
+        for layout in self.layouts:
+            names.extend(name for name in layout.split_names if name not in names)
+        return tuple(names)
+
 
 _REGISTRY: dict[str, DatasetInfo] = {}
 
 
 def register_dataset(
-    name: str, family: str, description: str, files: list[str], url_hint: str
-) -> Callable[[DatasetLoader], DatasetLoader]:
+    name: str,
+    family: str,
+    description: str,
+    files: Sequence[str],
+    url_hint: str,
+    *,
+    layouts: Sequence[FileLayout] = (),
+    default_split: str | None = None,
+) -> Callable[[_Loader], _Loader]:
     """Register the decorated loader under ``name``.
+
+    Without ``layouts`` the loader is called as ``loader(files)`` with every name in
+    ``files``. With ``layouts`` it is called as ``loader(files, request)`` with the
+    files of the split asked for, from the first layout that has them all; ``files``
+    may then be empty (it is filled from the first layout and ``default_split``).
 
     Example:
         >>> @register_dataset("toy", family="toy", description="two points",
@@ -94,16 +196,23 @@ def register_dataset(
     if key != name:
         raise ValueError(f"dataset names are lower case with hyphens, got {name!r}")
 
-    def decorate(loader: DatasetLoader) -> DatasetLoader:
+    split = default_split or ALL_SPLIT
+    if layouts and not all(split in layout.split_names for layout in layouts):
+        raise ValueError(f"dataset {name!r}: default split {split!r} missing from a layout")
+    listed = tuple(files) or (layouts[0].files_for(split) if layouts else ())
+
+    def decorate(loader: _Loader) -> _Loader:
         if name in _REGISTRY:
             raise ValueError(f"dataset {name!r} is already registered")
         _REGISTRY[name] = DatasetInfo(
             name=name,
             family=family,
             description=description,
-            files=tuple(files),
+            files=listed,
             url_hint=url_hint,
             loader=loader,
+            layouts=tuple(layouts),
+            default_split=split if layouts else None,
         )
         return loader
 
@@ -154,28 +263,113 @@ def _candidates(folder: Path, official: str) -> list[Path]:
     return [folder / candidate for candidate in names]
 
 
-def _locate_files(info: DatasetInfo, root: str | Path | None) -> dict[str, Path]:
-    if not info.files:
+def _find(folder: Path, official: str) -> Path | None:
+    if official.endswith("/"):
+        path = folder / official.rstrip("/")
+        return path if path.is_dir() else None
+    existing = [path for path in _candidates(folder, official) if path.is_file()]
+    return existing[0] if existing else None
+
+
+def _missing_text(folder: Path, names: Sequence[str]) -> str:
+    """The missing paths, those sharing a folder written once: ``dir/{a, b, c}``."""
+    groups: dict[str, list[str]] = {}
+    for official in names:
+        parent, _, base = official.rstrip("/").rpartition("/")
+        groups.setdefault(parent, []).append(base + ("/" if official.endswith("/") else ""))
+    parts = []
+    for parent, bases in groups.items():
+        where = folder / parent if parent else folder
+        if len(bases) > 2:
+            parts.append(f"{where}/{{{', '.join(bases)}}}")
+        else:
+            parts.extend(f"{where / base}{'/' if base.endswith('/') else ''}" for base in bases)
+    return ", ".join(parts)
+
+
+def _resolve_split(info: DatasetInfo, split: str | None) -> str:
+    if split is None:
+        return info.default_split or ALL_SPLIT
+    chosen = split.strip().lower()
+    if chosen not in info.splits:
+        if not info.layouts:
+            raise DataError(f"{info.name} has no train/test splits; drop split '{split}' (--split)")
+        raise DataError(
+            f"{info.name} has no split '{split}'; choose one of {', '.join(info.splits)}"
+        )
+    return chosen
+
+
+def _locate_files(
+    info: DatasetInfo, root: str | Path | None, split: str | None = None
+) -> dict[str, Path]:
+    if not info.files and not info.layouts:
         return {}
+    chosen = _resolve_split(info, split)
+    layouts = info.layouts or (FileLayout("official files", {ALL_SPLIT: info.files}),)
     data_root, source = resolve_data_root(root)
     folder = data_root / info.family
-    found: dict[str, Path] = {}
-    missing: list[Path] = []
-    for official in info.files:
-        existing = [path for path in _candidates(folder, official) if path.is_file()]
-        if existing:
-            found[official] = existing[0]
-        else:
-            missing.append(folder / official)
-    if missing:
-        plural = "files" if len(missing) > 1 else "file"
-        gz_note = " (.gz or uncompressed)" if missing[0].suffix == ".gz" else ""
-        raise DataError(
-            f"{info.name}: missing {', '.join(str(path) for path in missing)}{gz_note} "
-            f"(data root {data_root} from {source}); download the official {plural} from "
-            f"{info.url_hint} into {folder}/"
+    attempts: list[tuple[FileLayout, list[str]]] = []
+    for layout in layouts:
+        needed = layout.files_for(chosen)
+        if not needed:
+            continue
+        found = {official: _find(folder, official) for official in needed}
+        missing = [official for official, path in found.items() if path is None]
+        if not missing:
+            return {official: path for official, path in found.items() if path is not None}
+        attempts.append((layout, missing))
+    if not attempts:
+        raise DataError(f"{info.name}: no layout provides split '{chosen}'")
+    best, missing = min(attempts, key=lambda attempt: len(attempt[1]))
+    plural = "files" if len(missing) > 1 else "file"
+    gz_note = " (.gz or uncompressed)" if missing[0].endswith(".gz") else ""
+    split_note = f" for split '{chosen}'" if info.layouts and len(info.splits) > 1 else ""
+    others = [
+        f"or, as {layout.label}, {_missing_text(folder, layout.files_for(chosen))}"
+        for layout, _ in attempts
+        if layout is not best
+    ]
+    other_note = f" ({'; '.join(others)})" if others else ""
+    raise DataError(
+        f"{info.name}: missing {_missing_text(folder, missing)}{gz_note}{split_note}"
+        f"{other_note} (data root {data_root} from {source}); "
+        f"{_download_advice(info, folder, plural)}"
+    )
+
+
+def _download_advice(info: DatasetInfo, folder: Path, plural: str) -> str:
+    """How to get a missing set: the download command when there is one, and the source."""
+    from contraclust.data import download  # late: download builds on this module
+
+    manual = f"download the official {plural} from {info.url_hint} into {folder}/"
+    archives = download.archives_present(info.name, folder)
+    if archives:
+        return (
+            f"{', '.join(archives)} is there but not unpacked: run `contraclust datasets "
+            f"download {info.name}` to check and unpack it"
         )
-    return found
+    if download.is_downloadable(info.name):
+        return f"run `contraclust datasets download {info.name}` or {manual}"
+    return manual
+
+
+def find_dataset_files(
+    name: str, root: str | Path | None = None, split: str | None = None
+) -> dict[str, Path]:
+    """The path of each official file a registered set reads, without loading it.
+
+    Args:
+        name: a registered name.
+        root: the data root (see :func:`resolve_data_root`).
+        split: the split (see :func:`load_dataset`); None: the set's default.
+
+    Raises:
+        DataError: for an unknown name or split, or missing files (naming them, where
+            the data root came from, and how to download them).
+    """
+    info = get_dataset_info(name)
+    return _locate_files(info, root, split)
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -192,6 +386,7 @@ def load_dataset(
     root: str | Path | None = None,
     image_size: int | None = None,
     skip_bad: bool = False,
+    split: str | None = None,
 ) -> ArrayDataset:
     """Load a registered data set by name, an image folder, or a ``.npy``/``.npz`` file.
 
@@ -203,9 +398,14 @@ def load_dataset(
         image_size: side of the square images returned (shorter side resized, centre
             crop); None keeps the native size. Ignored for feature vectors.
         skip_bad: for image folders, skip unreadable files instead of failing.
+        split: for registered sets with splits, ``"train"``, ``"test"`` or ``"all"``
+            (train then test; some sets offer more, see each set's description). None
+            reads the set's default, which is ``"all"`` for the sets clustering papers
+            train on whole (MNIST, CIFAR, STL-10) and ``"train"`` for the ImageNet ones.
+            Folders and array files are always read whole.
 
     Raises:
-        DataError: for an unknown name, a missing path or file, or bad data.
+        DataError: for an unknown name or split, a missing path or file, or bad data.
 
     Example:
         >>> ds = load_dataset("digits")
@@ -217,10 +417,20 @@ def load_dataset(
     text = str(spec)
     info = None if isinstance(spec, Path) else _REGISTRY.get(_normalise(text))
     if info is not None:
-        files = _locate_files(info, root)
-        dataset = info.loader(files)
+        chosen = _resolve_split(info, split)
+        files = _locate_files(info, root, chosen)
+        if info.layouts:
+            request = DatasetRequest(split=chosen, image_size=image_size, skip_bad=skip_bad)
+            dataset = info.loader(files, request)
+        else:
+            dataset = info.loader(files)
         dataset = replace(dataset, name=info.name)
     else:
+        if split is not None and split.strip().lower() != ALL_SPLIT:
+            raise DataError(
+                f"split '{split}' applies to registered data sets only; {text} is read "
+                "whole: drop --split"
+            )
         path = Path(text).expanduser()
         if path.is_dir():
             dataset = load_image_folder(path, image_size=image_size, skip_bad=skip_bad)
@@ -286,6 +496,18 @@ def _idx_split(
     return images, labels.astype(np.int64)
 
 
+#: The IDX files of the MNIST family, per split.
+_IDX_LAYOUT = FileLayout(
+    "IDX files",
+    {"train": (_TRAIN_IMAGES, _TRAIN_LABELS), "test": (_TEST_IMAGES, _TEST_LABELS)},
+)
+
+
+def _idx_pairs(split: str) -> list[tuple[str, str]]:
+    pairs = {"train": (_TRAIN_IMAGES, _TRAIN_LABELS), "test": (_TEST_IMAGES, _TEST_LABELS)}
+    return list(pairs.values()) if split == ALL_SPLIT else [pairs[split]]
+
+
 def _idx_dataset(
     files: Mapping[str, Path], splits: list[tuple[str, str]], class_names: list[str]
 ) -> ArrayDataset:
@@ -324,13 +546,15 @@ def _load_digits(files: Mapping[str, Path]) -> ArrayDataset:
 @register_dataset(
     "mnist",
     family="mnist",
-    description="MNIST train + test, 70,000 28×28 handwritten digits, 10 classes",
+    description="MNIST, 28×28 handwritten digits, 10 classes; split all (default): "
+    "train + test, 70,000; train: 60,000; test: 10,000",
     files=[_TRAIN_IMAGES, _TRAIN_LABELS, _TEST_IMAGES, _TEST_LABELS],
     url_hint=_MNIST_URL,
+    layouts=[_IDX_LAYOUT],
+    default_split=ALL_SPLIT,
 )
-def _load_mnist(files: Mapping[str, Path]) -> ArrayDataset:
-    splits = [(_TRAIN_IMAGES, _TRAIN_LABELS), (_TEST_IMAGES, _TEST_LABELS)]
-    return _idx_dataset(files, splits, _DIGIT_NAMES)
+def _load_mnist(files: Mapping[str, Path], request: DatasetRequest) -> ArrayDataset:
+    return _idx_dataset(files, _idx_pairs(request.split), _DIGIT_NAMES)
 
 
 @register_dataset(
@@ -347,13 +571,15 @@ def _load_mnist_test(files: Mapping[str, Path]) -> ArrayDataset:
 @register_dataset(
     "fashion-mnist",
     family="fashion-mnist",
-    description="Fashion-MNIST train + test, 70,000 28×28 clothing images, 10 classes",
+    description="Fashion-MNIST, 28×28 clothing images, 10 classes; split all (default): "
+    "train + test, 70,000; train: 60,000; test: 10,000",
     files=[_TRAIN_IMAGES, _TRAIN_LABELS, _TEST_IMAGES, _TEST_LABELS],
     url_hint=_FASHION_URL,
+    layouts=[_IDX_LAYOUT],
+    default_split=ALL_SPLIT,
 )
-def _load_fashion_mnist(files: Mapping[str, Path]) -> ArrayDataset:
-    splits = [(_TRAIN_IMAGES, _TRAIN_LABELS), (_TEST_IMAGES, _TEST_LABELS)]
-    return _idx_dataset(files, splits, _FASHION_NAMES)
+def _load_fashion_mnist(files: Mapping[str, Path], request: DatasetRequest) -> ArrayDataset:
+    return _idx_dataset(files, _idx_pairs(request.split), _FASHION_NAMES)
 
 
 @register_dataset(
@@ -370,14 +596,18 @@ def _load_fashion_mnist_test(files: Mapping[str, Path]) -> ArrayDataset:
 @register_dataset(
     "usps",
     family="usps",
-    description="USPS train + test, 9,298 16×16 handwritten digits, 10 classes",
+    description="USPS, 16×16 handwritten digits, 10 classes; split all (default): "
+    "train + test, 9,298; train: 7,291; test: 2,007",
     files=["usps.h5"],
     url_hint=_USPS_URL,
+    layouts=[FileLayout("HDF5", {"train": ("usps.h5",), "test": ("usps.h5",)})],
+    default_split=ALL_SPLIT,
 )
-def _load_usps(files: Mapping[str, Path]) -> ArrayDataset:
+def _load_usps(files: Mapping[str, Path], request: DatasetRequest) -> ArrayDataset:
     arrays = read_usps_h5(files["usps.h5"])
-    images = np.concatenate([arrays["train_x"], arrays["test_x"]])
-    labels = np.concatenate([arrays["train_y"], arrays["test_y"]])
+    parts = ["train", "test"] if request.split == ALL_SPLIT else [request.split]
+    images = np.concatenate([arrays[f"{part}_x"] for part in parts])
+    labels = np.concatenate([arrays[f"{part}_y"] for part in parts])
     return ArrayDataset(
         data=torch.from_numpy(images),
         labels=labels,

@@ -213,6 +213,7 @@ def fit(
                 root=cfg.data.root,
                 image_size=cfg.data.image_size,
                 skip_bad=cfg.data.skip_bad_images,
+                split=cfg.data.split,
             )
         dataset.validate()
         validate_config(cfg, len(dataset))

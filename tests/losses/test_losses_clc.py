@@ -1,15 +1,11 @@
 from __future__ import annotations
 
-import datetime
 import math
-import socket
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from ddp_harness import parameter_grads, rank_rows, run_on_processes
 from torch import Tensor, nn
 
 from contraclust.errors import ConfigError, DataError
@@ -164,53 +160,21 @@ def loss_and_grads(x1: Tensor, x2: Tensor, gather: bool) -> dict[str, Tensor]:
         out1[:, :V_DIM], out2[:, :V_DIM], out1[:, V_DIM:].softmax(1), out2[:, V_DIM:].softmax(1)
     )
     loss.backward()
-    result = {"loss": loss.detach()}
-    for name, param in model.named_parameters():
-        assert param.grad is not None
-        grad = param.grad.detach().clone()
-        if gather:  # what DDP does: average the parameter gradients over processes
-            dist.all_reduce(grad)
-            grad /= dist.get_world_size()
-        result[name] = grad
-    return result
+    return {"loss": loss.detach(), **parameter_grads(model, average_over_processes=gather)}
 
 
-def worker(local_rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=local_rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
-        x1, x2 = global_inputs()
-        results: dict[str, Any] = {}
-        for split, sizes in SPLITS.items():
-            start = sum(sizes[:local_rank])
-            rows = slice(start, start + sizes[local_rank])
-            results[split] = loss_and_grads(x1[rows], x2[rows], gather=True)
-        torch.save(results, Path(out_dir) / f"rank{local_rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def rank_body(local_rank: int) -> dict[str, Any]:
+    x1, x2 = global_inputs()
+    results: dict[str, Any] = {}
+    for split, sizes in SPLITS.items():
+        rows = rank_rows(sizes, local_rank)
+        results[split] = loss_and_grads(x1[rows], x2[rows], gather=True)
+    return results
 
 
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    if not dist.is_available():
-        pytest.skip("torch.distributed is not available in this build")
-    out_dir = tmp_path_factory.mktemp("ddp_clc")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GLOO_SOCKET_IFNAME", "lo")
-        mp.spawn(worker, args=(free_port(), str(out_dir)), nprocs=WORLD, join=True)
-    return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD)]
+    return run_on_processes(rank_body, tmp_path_factory.mktemp("ddp_clc"), world_size=WORLD)
 
 
 @pytest.mark.parametrize("split", list(SPLITS))

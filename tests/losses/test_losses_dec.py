@@ -1,15 +1,11 @@
 from __future__ import annotations
 
-import datetime
 import math
-import socket
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from ddp_harness import parameter_grads, rank_rows, run_on_processes
 from torch import Tensor, nn
 
 from contraclust.errors import ConfigError, DataError
@@ -209,15 +205,7 @@ def dec_loss_and_grads(x: Tensor, target: Tensor | None, gather: bool) -> dict[s
     model = TinyDEC()
     loss = DECLoss(alpha=1.0, gather_distributed=gather)(model.encoder(x), model.centers, target)
     loss.backward()
-    result = {"loss": loss.detach()}
-    for name, param in model.named_parameters():
-        assert param.grad is not None
-        grad = param.grad.detach().clone()
-        if gather:  # what DDP does: average the parameter gradients over processes
-            dist.all_reduce(grad)
-            grad /= dist.get_world_size()
-        result[name] = grad
-    return result
+    return {"loss": loss.detach(), **parameter_grads(model, average_over_processes=gather)}
 
 
 def target_rows(x: Tensor, gather: bool) -> Tensor:
@@ -227,44 +215,20 @@ def target_rows(x: Tensor, gather: bool) -> Tensor:
     return dec_target(q, gather_distributed=gather)
 
 
-def worker(local_rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=local_rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
-        results: dict[str, Any] = {}
-        x, target = global_inputs()
-        for split, sizes in (("equal", EQUAL), ("unequal", UNEQUAL)):
-            start = sum(sizes[:local_rank])
-            rows = slice(start, start + sizes[local_rank])
-            results[f"batch/{split}"] = dec_loss_and_grads(x[rows], None, True)
-            results[f"external/{split}"] = dec_loss_and_grads(x[rows], target[rows], True)
-            results[f"target/{split}"] = target_rows(x[rows], True)
-        torch.save(results, Path(out_dir) / f"rank{local_rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def rank_body(local_rank: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    x, target = global_inputs()
+    for split, sizes in (("equal", EQUAL), ("unequal", UNEQUAL)):
+        rows = rank_rows(sizes, local_rank)
+        results[f"batch/{split}"] = dec_loss_and_grads(x[rows], None, True)
+        results[f"external/{split}"] = dec_loss_and_grads(x[rows], target[rows], True)
+        results[f"target/{split}"] = target_rows(x[rows], True)
+    return results
 
 
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    if not dist.is_available():
-        pytest.skip("torch.distributed is not available in this build")
-    out_dir = tmp_path_factory.mktemp("ddp-dec")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GLOO_SOCKET_IFNAME", "lo")
-        mp.spawn(worker, args=(free_port(), str(out_dir)), nprocs=WORLD, join=True)
-    return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD)]
+    return run_on_processes(rank_body, tmp_path_factory.mktemp("ddp-dec"), world_size=WORLD)
 
 
 @pytest.mark.parametrize("case", ["batch", "external"])

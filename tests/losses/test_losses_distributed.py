@@ -7,16 +7,12 @@ those with the same computations done here in one process on the whole batch.
 
 from __future__ import annotations
 
-import datetime
-import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from ddp_harness import parameter_grads, rank_rows, run_on_processes
 from torch import Tensor, nn
 
 from contraclust.losses import (
@@ -68,66 +64,33 @@ def loss_and_grads(name: str, x1: Tensor, x2: Tensor, gather: bool) -> dict[str,
     model = make_model(out_dim)
     loss = case(model, x1, x2, gather)
     loss.backward()
-    result = {"loss": loss.detach()}
-    for pname, param in model.named_parameters():
-        assert param.grad is not None
-        grad = param.grad.detach().clone()
-        if gather:  # what DDP does: average the parameter gradients over processes
-            dist.all_reduce(grad)
-            grad /= dist.get_world_size()
-        result[pname] = grad
-    return result
+    return {"loss": loss.detach(), **parameter_grads(model, average_over_processes=gather)}
 
 
-def worker(local_rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=local_rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
-        results: dict[str, Any] = {"world_size": world_size(), "rank": rank()}
-        x1, x2 = global_inputs()
-        for split_name, sizes in (("equal", EQUAL), ("unequal", UNEQUAL)):
-            start = sum(sizes[:local_rank])
-            rows = slice(start, start + sizes[local_rank])
-            for name in CASES:
-                results[f"{name}/{split_name}"] = loss_and_grads(name, x1[rows], x2[rows], True)
+def rank_body(local_rank: int) -> dict[str, Any]:
+    results: dict[str, Any] = {"world_size": world_size(), "rank": rank()}
+    x1, x2 = global_inputs()
+    for split_name, sizes in (("equal", EQUAL), ("unequal", UNEQUAL)):
+        rows = rank_rows(sizes, local_rank)
+        for name in CASES:
+            results[f"{name}/{split_name}"] = loss_and_grads(name, x1[rows], x2[rows], True)
 
-        # gather_with_grad itself: rank order, unequal sizes, and the backward rule.
-        local = torch.full((UNEQUAL[local_rank], 2), float(local_rank), dtype=torch.float64)
-        local += torch.arange(UNEQUAL[local_rank], dtype=torch.float64)[:, None]
-        local.requires_grad_()
-        gathered = gather_with_grad(local)
-        weights = torch.arange(gathered.numel(), dtype=torch.float64).reshape(gathered.shape)
-        (gathered * weights).sum().backward()
-        results["gathered"] = gathered.detach()
-        results["gather_grad"] = local.grad
-        results["reduced"] = all_reduce_sum(torch.tensor([1.0, float(local_rank)]))
-        torch.save(results, Path(out_dir) / f"rank{local_rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    # gather_with_grad itself: rank order, unequal sizes, and the backward rule.
+    local = torch.full((UNEQUAL[local_rank], 2), float(local_rank), dtype=torch.float64)
+    local += torch.arange(UNEQUAL[local_rank], dtype=torch.float64)[:, None]
+    local.requires_grad_()
+    gathered = gather_with_grad(local)
+    weights = torch.arange(gathered.numel(), dtype=torch.float64).reshape(gathered.shape)
+    (gathered * weights).sum().backward()
+    results["gathered"] = gathered.detach()
+    results["gather_grad"] = local.grad
+    results["reduced"] = all_reduce_sum(torch.tensor([1.0, float(local_rank)]))
+    return results
 
 
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    if not dist.is_available():
-        pytest.skip("torch.distributed is not available in this build")
-    out_dir = tmp_path_factory.mktemp("ddp")
-    with pytest.MonkeyPatch.context() as patch:
-        # Keep gloo on the loopback interface; the children inherit this at spawn.
-        patch.setenv("GLOO_SOCKET_IFNAME", "lo")
-        mp.spawn(worker, args=(free_port(), str(out_dir)), nprocs=WORLD, join=True)
-    return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD)]
+    return run_on_processes(rank_body, tmp_path_factory.mktemp("ddp"), world_size=WORLD)
 
 
 def single_process(name: str) -> dict[str, Tensor]:

@@ -1,16 +1,12 @@
 from __future__ import annotations
 
-import datetime
 import math
-import socket
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from ddp_harness import parameter_grads, rank_rows, run_on_processes
 from torch import nn
 
 from contraclust.errors import ConfigError, DataError
@@ -168,50 +164,23 @@ def step(x: torch.Tensor, index: torch.Tensor, ddp: bool) -> dict[str, torch.Ten
     features = model(x)
     loss = bank(features, index, NEGATIVES)
     loss.backward()
-    grad = model.weight.grad.detach().clone()
-    if ddp:
-        dist.all_reduce(grad)
-        grad /= WORLD
+    grad = parameter_grads(model, average_over_processes=ddp)["weight"]
     bank.update(features, index)
     return {"loss": loss.detach(), "grad": grad, "bank": bank.bank.clone()}
 
 
-def worker(local_rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=local_rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
-        x, index = global_batch()
-        results = {}
-        for name, sizes in SPLITS.items():
-            start = sum(sizes[:local_rank])
-            rows = slice(start, start + sizes[local_rank])
-            results[name] = step(x[rows], index[rows], ddp=True)
-        torch.save(results, Path(out_dir) / f"rank{local_rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def rank_body(local_rank: int) -> dict[str, Any]:
+    x, index = global_batch()
+    results = {}
+    for name, sizes in SPLITS.items():
+        rows = rank_rows(sizes, local_rank)
+        results[name] = step(x[rows], index[rows], ddp=True)
+    return results
 
 
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    if not dist.is_available():
-        pytest.skip("torch.distributed is not available in this build")
-    out_dir = tmp_path_factory.mktemp("memory-bank-ddp")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GLOO_SOCKET_IFNAME", "lo")
-        mp.spawn(worker, args=(free_port(), str(out_dir)), nprocs=WORLD, join=True)
-    return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD)]
+    return run_on_processes(rank_body, tmp_path_factory.mktemp("memory-bank-ddp"), world_size=WORLD)
 
 
 @pytest.mark.parametrize("split", list(SPLITS))

@@ -1,15 +1,11 @@
 from __future__ import annotations
 
-import datetime
 import math
-import socket
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from ddp_harness import rank_rows, run_on_processes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -144,43 +140,19 @@ def global_scores() -> torch.Tensor:
     return uniform_scores(8, K, seed=1234)
 
 
-def worker(local_rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=local_rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
-        results = {}
-        scores = global_scores()
-        for name, sizes in SPLITS.items():
-            start = sum(sizes[:local_rank])
-            local = scores[start : start + sizes[local_rank]]
-            results[name] = sinkhorn_knopp(local, EPS, ITERS, gather_distributed=True)
-            results[f"{name}/local"] = sinkhorn_knopp(local, EPS, ITERS)
-        torch.save(results, Path(out_dir) / f"rank{local_rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def rank_body(local_rank: int) -> dict[str, Any]:
+    results = {}
+    scores = global_scores()
+    for name, sizes in SPLITS.items():
+        local = scores[rank_rows(sizes, local_rank)]
+        results[name] = sinkhorn_knopp(local, EPS, ITERS, gather_distributed=True)
+        results[f"{name}/local"] = sinkhorn_knopp(local, EPS, ITERS)
+    return results
 
 
 @pytest.fixture(scope="module")
-def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, torch.Tensor]]:
-    if not dist.is_available():
-        pytest.skip("torch.distributed is not available in this build")
-    out_dir = tmp_path_factory.mktemp("sinkhorn-ddp")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GLOO_SOCKET_IFNAME", "lo")
-        mp.spawn(worker, args=(free_port(), str(out_dir)), nprocs=WORLD, join=True)
-    return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD)]
+def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return run_on_processes(rank_body, tmp_path_factory.mktemp("sinkhorn-ddp"), world_size=WORLD)
 
 
 @pytest.mark.parametrize("split", list(SPLITS))

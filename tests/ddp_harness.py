@@ -1,0 +1,100 @@
+"""A two-process (gloo, CPU) harness shared by the distributed loss tests.
+
+``run_on_processes(body, out_dir)`` spawns ``world_size`` processes, joins them in a
+gloo group on 127.0.0.1, runs ``body(rank)`` in each and returns what every rank
+returned, in rank order. One spawn is meant to serve a whole test module (process
+start-up dominates the cost): the module's ``rank_results`` fixture calls it once and
+the tests compare the results with the same computations done in one process.
+
+``body`` must be a module-level function of the test module, so that it pickles by
+name under the ``spawn`` start method; its results must be ``torch.save``-able.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import Tensor, nn
+
+TIMEOUT = datetime.timedelta(seconds=60)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _worker(
+    local_rank: int,
+    body: Callable[[int], dict[str, Any]],
+    port: int,
+    out_dir: str,
+    world_size: int,
+) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=local_rank,
+        world_size=world_size,
+        timeout=TIMEOUT,
+    )
+    try:
+        torch.save(body(local_rank), Path(out_dir) / f"rank{local_rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def run_on_processes(
+    body: Callable[[int], dict[str, Any]], out_dir: Path, world_size: int = 2
+) -> list[dict[str, Any]]:
+    """Run ``body(rank)`` in ``world_size`` gloo processes; its results in rank order.
+
+    Skips the calling test when this torch build has no ``torch.distributed``.
+    """
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available in this build")
+    with pytest.MonkeyPatch.context() as patch:
+        # Keep gloo on the loopback interface; the children inherit this at spawn.
+        patch.setenv("GLOO_SOCKET_IFNAME", "lo")
+        mp.spawn(
+            _worker,
+            args=(body, free_port(), str(out_dir), world_size),
+            nprocs=world_size,
+            join=True,
+        )
+    return [torch.load(out_dir / f"rank{r}.pt") for r in range(world_size)]
+
+
+def rank_rows(sizes: Sequence[int], rank: int) -> slice:
+    """The rows of the global batch that process ``rank`` holds when the per-rank
+    batch sizes are ``sizes`` (consecutive blocks, in rank order)."""
+    start = sum(sizes[:rank])
+    return slice(start, start + sizes[rank])
+
+
+def parameter_grads(model: nn.Module, average_over_processes: bool) -> dict[str, Tensor]:
+    """A copy of every parameter gradient of ``model`` after ``backward()``, by name.
+
+    With ``average_over_processes`` each gradient is averaged over the processes of
+    the group, which is what DDP does.
+    """
+    grads: dict[str, Tensor] = {}
+    for name, param in model.named_parameters():
+        assert param.grad is not None, f"{name} has no gradient"
+        grad = param.grad.detach().clone()
+        if average_over_processes:
+            dist.all_reduce(grad)
+            grad /= dist.get_world_size()
+        grads[name] = grad
+    return grads
