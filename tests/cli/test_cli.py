@@ -179,30 +179,21 @@ def test_debug_shows_traceback() -> None:
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
-def test_fit_on_two_processes_ddp(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["cc", "deca", "concurl", "clc"])
+def test_fit_on_two_processes_ddp(method: str, tmp_path: Path) -> None:
     """`fit --devices 2` on CPU: two gloo processes, one run directory written once."""
     out = tmp_path / "ddp"
     proc = run_cli(
-        "fit",
-        "digits",
-        "--devices",
-        "2",
-        "--device",
-        "cpu",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "128",
-        "--out",
-        str(out),
-        "--quiet",
-    )
+        "fit", "digits", "--method", method, "--devices", "2", "--device", "cpu",
+        "--epochs", "2", "--batch-size", "128", "--out", str(out), "--quiet",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Starting with 2 processes" in proc.stdout + proc.stderr
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
-    assert float(rows[1]["loss"]) < float(rows[0]["loss"])
+    assert all(np.isfinite(float(r["loss"])) for r in rows)
     summary = json.loads((out / "metrics.json").read_text())
+    assert summary["method"] == method
     assert summary["n_samples"] == 1797 and sum(summary["cluster_sizes"]) == 1797
-    assert proc.stdout.count("cc on digits: ACC") == 1
+    assert proc.stdout.count(f"{method} on digits: ACC") == 1
     assert not (out / ".lock").exists()
