@@ -253,7 +253,6 @@ def _fit(
     global_batch -= global_batch % world
     if global_batch < 2 * world:
         raise ConfigError(f"batch size {global_batch} is too small for {world} devices")
-    global_batch // world
     steps_per_epoch = max(1, n // global_batch)
 
     method = build_method(cfg, dataset.input_shape, n)
