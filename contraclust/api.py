@@ -39,13 +39,11 @@ from contraclust.utils import resolve_device
 
 def as_dataset(X: Any, y: Any = None, name: str = "array") -> ArrayDataset:
     """Accept the input forms listed in the module docstring."""
-    if isinstance(X, ArrayDataset):
-        if y is not None:
-            return ArrayDataset(X.data, np.asarray(y), X.name, X.paths, X.class_names)
-        return X
     if isinstance(X, (str, Path)):
-        ds = load_dataset(str(X))
-        return ds if y is None else ArrayDataset(ds.data, np.asarray(y), ds.name, ds.paths)
+        X = load_dataset(str(X))
+    if isinstance(X, ArrayDataset):
+        # Labels given here replace the set's own (and its class names), paths are kept.
+        return X if y is None else ArrayDataset(X.data, np.asarray(y), X.name, X.paths)
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
     return array_to_dataset(np.asarray(X), None if y is None else np.asarray(y), name)
