@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from contraclust.checks import check_int
 from contraclust.errors import ConfigError, DataError
 from contraclust.losses.ntxent import check_temperature, check_view_pair, compute_dtype
 
@@ -15,12 +16,6 @@ __all__ = ["PROJECTION_KINDS", "ConsensusLoss", "RandomProjections"]
 
 #: Kinds of random projection :class:`RandomProjections` can draw.
 PROJECTION_KINDS = ("gaussian", "diagonal")
-
-
-def _check_count(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
 
 
 class RandomProjections(nn.Module):
@@ -79,9 +74,9 @@ class RandomProjections(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.in_dim = _check_count("in_dim", in_dim)
-        self.n_projections = _check_count("n_projections", n_projections)
-        self.out_dim = _check_count("projection out_dim", out_dim)
+        self.in_dim = check_int("in_dim", in_dim)
+        self.n_projections = check_int("n_projections", n_projections)
+        self.out_dim = check_int("projection out_dim", out_dim)
         if kind not in PROJECTION_KINDS:
             raise ConfigError(
                 f"projection kind must be one of {', '.join(PROJECTION_KINDS)}, got {kind!r}"

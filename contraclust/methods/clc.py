@@ -37,13 +37,13 @@ Prediction: argmax of ``c`` (or k-means on the backbone feature, ``embed``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from contraclust.checks import check_choice, check_number
 from contraclust.config import ModelConfig
 from contraclust.errors import ConfigError
 from contraclust.losses import CLCLoss, gather_with_grad
@@ -55,16 +55,6 @@ from contraclust.models import ClusterHead, ProjectionHead, build_backbone
 
 EQUIPARTITIONS = ("sinkhorn_target", "balance_penalty", "none")
 CATEGORICAL_IN_SIMILARITY = ("softmax", "sinkhorn")
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _check_non_negative(name: str, value: float) -> None:
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass
@@ -103,11 +93,11 @@ class CLCParams:
         check_temperature(self.category_temperature, "category_temperature")
         check_temperature(self.softmax_temperature, "softmax_temperature")
         check_temperature(self.sinkhorn_eps, "sinkhorn_eps")
-        _check_choice("equipartition", self.equipartition, EQUIPARTITIONS)
-        _check_choice(
+        check_choice("equipartition", self.equipartition, EQUIPARTITIONS)
+        check_choice(
             "categorical_in_similarity", self.categorical_in_similarity, CATEGORICAL_IN_SIMILARITY
         )
-        _check_non_negative("equipartition_weight", self.equipartition_weight)
+        check_number("equipartition_weight", self.equipartition_weight, strict=False)
         if (
             isinstance(self.sinkhorn_iters, bool)
             or not isinstance(self.sinkhorn_iters, int)

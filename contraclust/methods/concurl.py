@@ -28,13 +28,13 @@ the global batch.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from contraclust.checks import check_int, check_number
 from contraclust.config import ModelConfig
 from contraclust.errors import ConfigError
 from contraclust.losses import (
@@ -51,21 +51,6 @@ from contraclust.methods.base import ClusteringMethod, register_method
 from contraclust.models import ProjectionHead, build_backbone
 
 EXEMPLAR_LOSSES = ("nce", "ntxent")
-
-
-def _positive_number(name: str, value: float) -> None:
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} must be a finite number > 0, got {value}")
-
-
-def _non_negative_number(name: str, value: float) -> None:
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
-
-
-def _count(name: str, value: int, minimum: int = 1) -> None:
-    if value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value}")
 
 
 @dataclass
@@ -127,9 +112,9 @@ class ConCURLParams:
                 f"got {self.projection_kind!r}"
             )
         for name in ("nce_temperature", "ntxent_temperature", "sinkhorn_eps", "temperature"):
-            _positive_number(name, getattr(self, name))
+            check_number(name, getattr(self, name))
         for name in ("alpha", "beta", "gamma"):
-            _non_negative_number(name, getattr(self, name))
+            check_number(name, getattr(self, name), strict=False)
         if self.alpha + self.beta + self.gamma == 0:
             raise ConfigError(
                 "alpha, beta and gamma are all 0: at least one loss weight must be > 0"
@@ -145,8 +130,8 @@ class ConCURLParams:
             "projection_out",
             "exemplar_dim",
         ):
-            _count(name, getattr(self, name))
-        _count("freeze_prototypes_epochs", self.freeze_prototypes_epochs, minimum=0)
+            check_int(name, getattr(self, name))
+        check_int("freeze_prototypes_epochs", self.freeze_prototypes_epochs, 0)
         if self.projection_kind == "diagonal" and self.projection_dim > self.projection_out:
             raise ConfigError(
                 f"projection_dim must be <= projection_out ({self.projection_out}) for "

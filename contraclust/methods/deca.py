@@ -35,7 +35,6 @@ led the processes' k-means apart).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +42,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from contraclust.checks import check_int, check_number
 from contraclust.config import ModelConfig
 from contraclust.errors import ConfigError
 from contraclust.losses import AnchorLoss, DECLoss, NTXentLoss, dec_target, student_t_assignment
@@ -53,18 +53,6 @@ from contraclust.models import ProjectionHead, build_backbone
 TARGETS = ("batch", "dataset")
 
 Encode = Callable[[Callable[[Tensor], Tensor]], Tensor]
-
-
-def _finite_at_least(name: str, value: float, low: float, strict: bool) -> None:
-    ok = math.isfinite(value) and (value > low if strict else value >= low)
-    if not ok:
-        relation = ">" if strict else ">="
-        raise ConfigError(f"{name} must be a finite number {relation} {low:g}, got {value!r}")
-
-
-def _int_at_least(name: str, value: int, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 @dataclass
@@ -104,10 +92,10 @@ class DECAParams:
     recalibrate_batchnorm: bool = True
 
     def __post_init__(self) -> None:
-        _finite_at_least("instance_temperature", self.instance_temperature, 0.0, strict=True)
-        _finite_at_least("alpha_t", self.alpha_t, 0.0, strict=True)
+        check_number("instance_temperature", self.instance_temperature, 0.0)
+        check_number("alpha_t", self.alpha_t, 0.0)
         for name in ("instance_weight", "cluster_weight", "anchor_weight"):
-            _finite_at_least(name, getattr(self, name), 0.0, strict=False)
+            check_number(name, getattr(self, name), 0.0, strict=False)
         if self.instance_weight + self.cluster_weight + self.anchor_weight == 0.0:
             raise ConfigError(
                 "instance_weight, cluster_weight and anchor_weight are all 0; "
@@ -115,9 +103,9 @@ class DECAParams:
             )
         if self.target not in TARGETS:
             raise ConfigError(f"unknown target '{self.target}'; valid: {', '.join(TARGETS)}")
-        _int_at_least("target_update_interval", self.target_update_interval, 1)
-        _int_at_least("kmeans_n_init", self.kmeans_n_init, 1)
-        _int_at_least("kmeans_init_step", self.kmeans_init_step, 0)
+        check_int("target_update_interval", self.target_update_interval, 1)
+        check_int("kmeans_n_init", self.kmeans_n_init, 1)
+        check_int("kmeans_init_step", self.kmeans_init_step, 0)
 
 
 @register_method

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from contraclust.checks import check_int
 from contraclust.errors import ConfigError
 
 __all__ = [
@@ -35,11 +36,6 @@ __all__ = [
 _STEMS = ("cifar", "imagenet")
 # Blocks per stage of the two basic-block ResNets (He et al. 2016, table 1).
 _RESNET_STAGES: dict[int, tuple[int, int, int, int]] = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -67,8 +63,8 @@ class SmallCNN(nn.Module):
 
     def __init__(self, in_channels: int, width: int = 64) -> None:
         super().__init__()
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("width", width)
+        check_int("in_channels", in_channels)
+        check_int("width", width)
         self.in_channels = in_channels
         self.out_dim = 4 * width
         self.stage1 = nn.Sequential(_conv_bn_relu(in_channels, width), _conv_bn_relu(width, width))
@@ -145,7 +141,7 @@ class ResNet(nn.Module):
             raise ConfigError(f"depth must be one of {sorted(_RESNET_STAGES)}, got {depth!r}")
         if stem not in _STEMS:
             raise ConfigError(f"stem must be one of {', '.join(_STEMS)}, got {stem!r}")
-        _check_positive_int("in_channels", in_channels)
+        check_int("in_channels", in_channels)
         self.depth = depth
         self.stem_type = stem
         self.in_channels = in_channels
@@ -205,10 +201,10 @@ class MLP(nn.Module):
         self, in_dim: int, hidden_dims: Sequence[int] = (512, 512), out_dim: int = 256
     ) -> None:
         super().__init__()
-        _check_positive_int("in_dim", in_dim)
-        _check_positive_int("out_dim", out_dim)
+        check_int("in_dim", in_dim)
+        check_int("out_dim", out_dim)
         for width in hidden_dims:
-            _check_positive_int("hidden_dims entries", width)
+            check_int("hidden_dims entries", width)
         self.in_dim = in_dim
         self.out_dim = out_dim
         layers: list[nn.Module] = []
@@ -330,5 +326,5 @@ def build_backbone(name: str, input_shape: tuple[int, ...], width: int | None = 
         valid = ", ".join(["auto", *available_backbones()])
         raise ConfigError(f"unknown backbone {name!r}; valid names: {valid}")
     if width is not None:
-        _check_positive_int("width", width)
+        check_int("width", width)
     return BACKBONES[name](shape, width)
