@@ -16,6 +16,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +28,11 @@ from torch import Tensor
 
 from contraclust.config import RunConfig, save_yaml
 from contraclust.data import ArrayDataset, load_dataset
-from contraclust.data.augment import build_augmentation
+from contraclust.data.augment import build_augmentation, resolve_augmentation_name
 from contraclust.errors import ConfigError, ContraclustError
 from contraclust.evaluation import evaluate
 from contraclust.methods import ClusteringMethod
+from contraclust.models.backbones import resolve_backbone_name
 from contraclust.training import rundir
 from contraclust.training.checkpoint import (
     build_method,
@@ -265,9 +267,16 @@ def _fit(
         method.set_input_stats(data)
     else:
         method.load_state_dict(resume_state["state_dict"])
+    if method.trainable:
+        _resolve_auto_settings(cfg, dataset)
     if run_dir is not None and is_main:
         save_yaml(cfg.to_dict(), run_dir / rundir.CONFIG)
         log.info("run %s: %s on %s (%d samples)", run_dir, cfg.method, dataset.name, n)
+    if is_main:
+        settings = _settings_line(cfg, dataset, global_batch, method.trainable)
+        log.info("%s", settings)
+        if not quiet:
+            print(settings, file=sys.stderr)
 
     perm_gen = torch.Generator().manual_seed(cfg.train.seed)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1000 + rank)
@@ -389,6 +398,26 @@ def _fit(
     if run_dir is not None and is_main:
         _write_outputs(run_dir, cfg, method, dataset, prediction, metrics, history, seconds)
     return FitResult(method, cfg, prediction, metrics, history, seconds, run_dir)
+
+
+def _resolve_auto_settings(cfg: RunConfig, dataset: ArrayDataset) -> None:
+    """Write what ``auto`` chose into the config, so config.yaml says what ran."""
+    cfg.model.backbone = resolve_backbone_name(cfg.model.backbone, dataset.input_shape)
+    cfg.augment.name = resolve_augmentation_name(
+        cfg.augment.name, dataset.kind, dataset.input_shape
+    )
+
+
+def _settings_line(cfg: RunConfig, dataset: ArrayDataset, batch: int, trainable: bool) -> str:
+    shape = "x".join(str(s) for s in dataset.input_shape)
+    kind = "images" if dataset.kind == "image" else "vectors"
+    line = f"settings: {len(dataset)} {kind} of {shape}, {cfg.method}, K={cfg.n_clusters}"
+    if trainable:
+        line += (
+            f", backbone {cfg.model.backbone}, augmentation {cfg.augment.name}, "
+            f"{cfg.train.epochs} epochs of batch {batch}, {cfg.optim.name} lr {cfg.optim.lr:g}"
+        )
+    return line
 
 
 def cluster_summary(labels: np.ndarray, n_clusters: int) -> dict[str, Any]:
