@@ -55,6 +55,8 @@ def build_config(args: argparse.Namespace):
     put("data", "root", args.data_root)
     put("data", "image_size", args.image_size)
     put("data", "split", args.split)
+    put("data", "stream", args.stream)
+    put("data", "workers", args.workers)
     if args.skip_bad_images:
         put("data", "skip_bad_images", True)
     put("model", "backbone", args.backbone)
@@ -355,6 +357,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-bad-images",
         action="store_true",
         help="skip (and report) images that cannot be decoded",
+    )
+    p.add_argument(
+        "--stream",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="decode image files batch by batch in worker processes instead of holding "
+        "them in memory (auto: when the decoded images exceed 2 GiB)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="image decoding processes (default min(4, CPUs))"
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
