@@ -118,7 +118,12 @@ class PeakSampler:
 
 
 def measure(
-    mode: str, root: Path, workers: int, batch_size: int, max_pass: int | None
+    mode: str,
+    root: Path,
+    workers: int,
+    batch_size: int,
+    max_pass: int | None,
+    device_name: str = "cpu",
 ) -> dict[str, Any]:
     """One pass over ``root`` as the training loop makes it (run in a fresh process)."""
     import torch
@@ -128,12 +133,13 @@ def measure(
     from contraclust.data.source import InMemorySource, StreamedSource
     from contraclust.data.streaming import stream_image_folder
 
+    device = torch.device(device_name)
     baseline_rss, _ = tree_memory(os.getpid())
     with PeakSampler() as sampler:
         start = time.perf_counter()
         if mode == "streamed":
             dataset = stream_image_folder(root, workers=workers)
-            source: Any = StreamedSource(dataset, workers=workers)
+            source: Any = StreamedSource(dataset, workers=workers, pin_memory=device.type == "cuda")
             shape = dataset.input_shape
         else:
             loaded = load_image_folder(root)
@@ -141,24 +147,27 @@ def measure(
             shape = loaded.input_shape
         prepare = time.perf_counter() - start
         n = len(source)
-        augment = build_augmentation("auto", "image", shape)
-        generator = torch.Generator().manual_seed(0)
-        perm = torch.randperm(n, generator=generator)
+        augment = build_augmentation("auto", "image", shape).to(device)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+        generator = torch.Generator(device=device).manual_seed(0)
         steps = n // batch_size
         if max_pass:  # a shorter pass on the largest folders; the pre-scan stays whole
             steps = min(steps, max(1, max_pass // batch_size))
         seen = 0
         start = time.perf_counter()
         for _, raw in source.train_batches(perm, batch_size, steps):
-            unit = raw.float().div_(255.0)
+            unit = raw.to(device, non_blocking=True).float().div_(255.0)
             for _ in range(2):
                 augment(unit, generator=generator)
             seen += len(raw)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         passed = time.perf_counter() - start
     return {
         "mode": mode,
         "files": n,
         "workers": workers if mode == "streamed" else 0,
+        "device": device_name,
         "batch_size": batch_size,
         "pass_images": seen,
         "prepare_s": round(prepare, 2),
@@ -211,6 +220,8 @@ def run_size(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                 str(args.batch_size),
                 "--max-pass",
                 str(args.max_pass or 0),
+                "--device",
+                args.device,
             ]
             done = subprocess.run(command, check=True, capture_output=True, text=True)
             row = json.loads(done.stdout.strip().splitlines()[-1])
@@ -226,35 +237,42 @@ def run_size(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- report
 
 
+def _runs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The measured runs (a file from before ``--append`` holds a single one)."""
+    return results.get("runs", [results])
+
+
 def markdown(results: dict[str, Any]) -> str:
-    meta = results["meta"]
-    lines = [
-        BEGIN,
-        f"Measured {meta['date']} on {meta['machine']}, CPU only, while other jobs shared "
-        f"the machine (timings are those of a loaded machine). Command: `{meta['command']}`.",
-        "",
-        "| files | source | workers | prepare s | pass images | pass s | images/s (pass) | "
-        "peak RSS tree MiB | peak PSS tree MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in results["rows"]:
-        lines.append(
-            f"| {row['files']} | {row['mode']} | {row['workers']} | {row['prepare_s']} | "
-            f"{row['pass_images']} | {row['pass_s']} | {row['images_per_s']} | "
-            f"{row['peak_rss_tree_mib']} | {row['peak_pss_tree_mib']} |"
-        )
+    lines = [BEGIN]
+    for run in _runs(results):
+        meta = run["meta"]
+        lines += [
+            f"Measured {meta['date']} on {meta['machine']}. {meta.get('load', '')} "
+            f"Command: `{meta['command']}` ({meta['total_s']} s in all, folders included).",
+            "",
+            "| files | source | workers | augmented on | prepare s | pass images | pass s | "
+            "images/s (pass) | peak RSS tree MiB | peak PSS tree MiB |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in run["rows"]:
+            lines.append(
+                f"| {row['files']} | {row['mode']} | {row['workers']} | "
+                f"{row.get('device', 'cpu')} | {row['prepare_s']} | {row['pass_images']} | "
+                f"{row['pass_s']} | {row['images_per_s']} | {row['peak_rss_tree_mib']} | "
+                f"{row['peak_pss_tree_mib']} |"
+            )
+        if meta.get("note"):
+            lines += ["", meta["note"]]
+        lines.append("")
     lines += [
-        "",
         "*prepare*: streamed, listing and pre-scanning the files (header + verify); in "
         "memory, decoding every file into one tensor. *pass*: training-style batches of a "
         "random permutation (all files, or the first *pass images* of them) with two "
         "augmented views each (batched augmentation on the CPU), no model. RSS sums count "
         "pages the forked workers share with the main process once per process; PSS "
         "splits them.",
+        END,
     ]
-    if meta.get("note"):
-        lines += ["", meta["note"]]
-    lines.append(END)
     return "\n".join(lines)
 
 
@@ -277,6 +295,15 @@ def write_report(results: dict[str, Any]) -> None:
     REPORT.write_text(text, encoding="utf-8")
 
 
+def _machine(device: str) -> str:
+    text = f"{platform.machine()}, {os.cpu_count()} CPUs"
+    if device.startswith("cuda"):
+        import torch
+
+        text += f", {torch.cuda.get_device_name(torch.device(device))}"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated counts")
@@ -286,15 +313,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-pass", type=int, default=0, help="images in the timed pass (0: all files)"
     )
+    parser.add_argument("--device", default="cpu", help="where batches are augmented")
     parser.add_argument("--side", type=int, default=32, help="image side in pixels")
     parser.add_argument("--tmp", default="/tmp", help="where the folders are written")
     parser.add_argument("--note", default="", help="a line added under the table")
+    parser.add_argument(
+        "--load",
+        default="CPU shared with other jobs: timings are those of a loaded machine.",
+        help="how loaded the machine was (printed with the table)",
+    )
+    parser.add_argument(
+        "--append", action="store_true", help="add this run to the results instead of replacing"
+    )
     parser.add_argument("--markdown-only", action="store_true", help="rebuild the table")
     parser.add_argument("--measure", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
-        row = measure(args.measure, Path(args.root), args.workers, args.batch_size, args.max_pass)
+        row = measure(
+            args.measure, Path(args.root), args.workers, args.batch_size, args.max_pass, args.device
+        )
         print(json.dumps(row))
         return 0
     if args.markdown_only:
@@ -305,16 +343,19 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for n in (int(size) for size in args.sizes.split(",")):
         rows.extend(run_size(n, args))
-    results = {
+    run = {
         "meta": {
             "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "machine": _machine(args.device),
+            "load": args.load,
             "command": "python benchmarks/streaming.py " + " ".join(argv or sys.argv[1:]),
             "total_s": round(time.perf_counter() - start, 1),
             "note": args.note,
         },
         "rows": rows,
     }
+    earlier = _runs(json.loads(RESULTS.read_text())) if args.append and RESULTS.is_file() else []
+    results = {"runs": [*earlier, run]}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     write_report(results)

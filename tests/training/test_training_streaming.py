@@ -77,3 +77,18 @@ def test_streamed_cli_run_writes_paths_and_skipped_files(
     with open(out / "assignments.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 60 and rows[0]["path"].startswith("d")
+
+
+def test_streamed_run_resumes_to_the_same_weights(digit_folder: Path, tmp_path: Path) -> None:
+    straight = fit(config("cc", digit_folder, "on", workers=0), quiet=True)
+    first = config("cc", digit_folder, "on", workers=0)
+    first.train.epochs = 1
+    fit(first, run_dir=tmp_path / "run", quiet=True)
+    resumed = fit(
+        config("cc", digit_folder, "on", workers=0),
+        run_dir=tmp_path / "run",
+        resume=True,
+        quiet=True,
+    )
+    for key, value in straight.method.state_dict().items():
+        assert torch.equal(resumed.method.state_dict()[key], value), key
