@@ -174,7 +174,10 @@ class StreamedImageDataset(torch.utils.data.Dataset):
             return torch.zeros(self.input_shape, dtype=torch.uint8), index, "too large to decode"
         except Exception as exc:  # PIL's decoders raise many types; all mean unreadable
             return torch.zeros(self.input_shape, dtype=torch.uint8), index, _reason(exc)
-        return torch.from_numpy(np.ascontiguousarray(array)), index, ""
+        array = np.ascontiguousarray(array)
+        if not array.flags.writeable:  # a view of PIL's buffer
+            array = array.copy()
+        return torch.from_numpy(array), index, ""
 
     def __repr__(self) -> str:
         labelled = "unlabelled" if self.labels is None else f"{self.num_classes} classes"
