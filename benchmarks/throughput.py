@@ -48,10 +48,11 @@ from contraclust.config import RunConfig
 from contraclust.data.augment import build_augmentation
 from contraclust.methods import ClusteringMethod
 from contraclust.training.checkpoint import build_method
+from contraclust.training.loop import model_input
 
 RESULTS = RESULTS_DIR / "throughput.json"
 PHASES = ("load", "augment", "forward", "backward")
-VARIANTS = ("channels_last", "channels_last_model", "compile", "bf16")
+VARIANTS = ("contiguous", "channels_last_model", "compile", "bf16")
 
 
 # --------------------------------------------------------------------------- data
@@ -186,6 +187,10 @@ class TwoViewDataset(torch.utils.data.Dataset):
 # --------------------------------------------------------------------------- harness
 
 
+def _same(x: Tensor) -> Tensor:
+    return x
+
+
 class PhaseTimer:
     """Wall time per phase of a step; synchronises the device only when ``sync``."""
 
@@ -270,11 +275,10 @@ class Ours(Pipeline):
         self.aug_gen = torch.Generator(device=device).manual_seed(args.seed)
         self.perm = torch.randperm(len(images), generator=self.gen)
         self.pos = 0
-        self.memory_format = torch.contiguous_format
-        if variant == "channels_last":  # the views only: the weights stay as they are
-            self.memory_format = torch.channels_last
-        elif variant == "channels_last_model":  # the views and the weights
-            self.memory_format = torch.channels_last
+        self.to_model = model_input  # the loop's layout: channels-last views
+        if variant == "contiguous":  # the loop before it switched to channels-last
+            self.to_model = _same
+        elif variant == "channels_last_model":  # the weights too
             self.method.to(memory_format=torch.channels_last)
         elif variant == "compile":
             self.loss_fn = torch.compile(self.method.training_loss)
@@ -296,12 +300,10 @@ class Ours(Pipeline):
         raw = self.data[idx.to(self.data.device)].to(self.device, non_blocking=True)
         unit = m.to_unit(raw)
         timer.mark("load")
-        fmt = self.memory_format
         views = [
-            m.normalize(self.augment(unit, generator=self.aug_gen)).contiguous(memory_format=fmt)
-            for _ in range(2)
+            self.to_model(m.normalize(self.augment(unit, generator=self.aug_gen))) for _ in range(2)
         ]
-        clean = m.normalize(unit).contiguous(memory_format=fmt)
+        clean = self.to_model(m.normalize(unit))
         timer.mark("augment")
         self.train_step(views, clean, idx.to(self.device), timer)
 
@@ -426,16 +428,26 @@ def entry_key(entry: dict[str, Any]) -> str:
     c, threads = entry["config"], entry["meta"]["threads"]
     return (
         f"{c['method']}/{c['backbone']}/b{c['batch_size']}/{c['precision']}/{c['device']}/"
-        f"t{threads}/w{c['workers']}"
+        f"t{threads}/w{c['workers']}/{_layout(entry)}"
     )
+
+
+#: Variant names of the entries measured before the loop switched to channels-last.
+VARIANT_NAMES = {("NCHW", "ours+channels_last"): "ours+channels-last views and weights"}
+
+
+def _layout(entry: dict[str, Any]) -> str:
+    """The layout of our views: NCHW until the loop switched to channels-last (the
+    entries measured since have the old layout as their ``contiguous`` variant)."""
+    return "NHWC" if "ours+contiguous" in entry["summary"] else "NCHW"
 
 
 def markdown(entries: dict[str, Any]) -> str:
     lines = [
-        "| method | backbone | batch | device | workers | threads | ours img/s | "
+        "| method | backbone | batch | device | workers | threads | ours: layout | ours img/s | "
         "reference img/s | ratio (rounds) | ours: load / aug / fwd / bwd | reference: load / "
         "fwd / bwd | ref. aug CPU s/batch | measured | load avg before, after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in sorted(entries):
         e = entries[key]
@@ -444,7 +456,7 @@ def markdown(entries: dict[str, Any]) -> str:
         o, r = ours["shares"], ref["shares"]
         lines.append(
             f"| {c['method']} | {c['backbone']} | {c['batch_size']} | {c['device']} | "
-            f"{c['workers']} | {m['threads']} | {ours['images_per_s']:.1f} | "
+            f"{c['workers']} | {m['threads']} | {_layout(e)} | {ours['images_per_s']:.1f} | "
             f"{ref['images_per_s']:.1f} | **{ours['ratio_to_reference']:.2f}x** "
             f"({min(ours['ratio_rounds']):.2f}-{max(ours['ratio_rounds']):.2f}) | "
             f"{o['load']:.0%} / {o['augment']:.0%} / {o['forward']:.0%} / {o['backward']:.0%} | "
@@ -468,8 +480,9 @@ def markdown(entries: dict[str, Any]) -> str:
         ]
         for key, name, s in variant_rows:
             ours = entries[key]["summary"]["ours"]["images_per_s"]
+            shown = VARIANT_NAMES.get((_layout(entries[key]), name), name)
             lines.append(
-                f"| {key} | {name} | {ours:.1f} | {s['images_per_s']:.1f} | "
+                f"| {key} | {shown} | {ours:.1f} | {s['images_per_s']:.1f} | "
                 f"{s['ratio_to_ours']:.2f} |"
             )
     cmds = sorted({e["command"] for e in entries.values()})
@@ -513,6 +526,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         entries = json.loads(RESULTS.read_text())["entries"]
         entries = {entry_key(e): e for e in entries.values()}
+        write_json(RESULTS, {"entries": entries})
         write_section("throughput", markdown(entries), "Training throughput")
         return {}
     if args.threads is not None:

@@ -146,6 +146,17 @@ def _fabric(cfg: RunConfig):
     return Fabric(accelerator=device.type, devices=devices, strategy=strategy, precision=precision)
 
 
+def model_input(x: Tensor) -> Tensor:
+    """A training batch in the layout convolutions run fastest on: channels-last images.
+
+    oneDNN (CPU) and cuDNN (GPU) work natively on NHWC; the first convolution then
+    keeps every later activation in that layout. Only the training views change: the
+    read-outs keep the default layout, so a saved model predicts exactly as it did at
+    the end of training. Measured in BENCHMARKS.md ("Speed changes").
+    """
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 class _Module(torch.nn.Module):
     """Routes the training step through ``forward`` so DDP and autocast wrap it."""
 
@@ -320,10 +331,10 @@ def _fit(
                     raw = data[idx.to(data.device)].to(device, non_blocking=True)
                     unit = method.to_unit(raw)
                     views = [
-                        method.normalize(augment(unit, generator=aug_gen))
+                        model_input(method.normalize(augment(unit, generator=aug_gen)))
                         for _ in range(method.n_views)
                     ]
-                    out = module(views, method.normalize(unit), idx.to(device))
+                    out = module(views, model_input(method.normalize(unit)), idx.to(device))
                     optimizer.zero_grad(set_to_none=True)
                     fabric.backward(out["loss"])
                     optimizer.step()
