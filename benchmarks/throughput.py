@@ -2,7 +2,10 @@
 
 Ours: the data stay a uint8 tensor; each step indexes a batch, moves it to the
 device and makes both views there with the batched augmentation of
-``contraclust.data.augment`` (the loop's code path, without Fabric). Reference: the
+``contraclust.data.augment``, in the channels-last layout the loop hands to the model
+(the loop's code path, without Fabric; variant ``contiguous`` is the old NCHW path,
+``channels_last_model`` converts the weights too, ``bf16`` autocasts, ``compile``
+wraps the step in ``torch.compile``). Reference: the
 way the CC and SCAN code bases feed the same model: a ``Dataset`` of PIL images whose
 ``__getitem__`` applies per-image transforms twice (random resized crop, flip,
 colour jitter with probability 0.8, greyscale with probability 0.2, to tensor,
