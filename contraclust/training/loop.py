@@ -152,6 +152,17 @@ def _fabric(cfg: RunConfig):
     return Fabric(accelerator=device.type, devices=devices, strategy=strategy, precision=precision)
 
 
+def model_input(x: Tensor) -> Tensor:
+    """A training batch in the layout convolutions run fastest on: channels-last images.
+
+    oneDNN (CPU) and cuDNN (GPU) work natively on NHWC; the first convolution then
+    keeps every later activation in that layout. Only the training views change: the
+    read-outs keep the default layout, so a saved model predicts exactly as it did at
+    the end of training. Measured in BENCHMARKS.md ("Speed changes").
+    """
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 class _Module(torch.nn.Module):
     """Routes the training step through ``forward`` so DDP and autocast wrap it."""
 
@@ -325,10 +336,10 @@ def _fit(
                     raw = raw.to(device, non_blocking=True)
                     unit = method.to_unit(raw)
                     views = [
-                        method.normalize(augment(unit, generator=aug_gen))
+                        model_input(method.normalize(augment(unit, generator=aug_gen)))
                         for _ in range(method.n_views)
                     ]
-                    out = module(views, method.normalize(unit), idx.to(device))
+                    out = module(views, model_input(method.normalize(unit)), idx.to(device))
                     optimizer.zero_grad(set_to_none=True)
                     fabric.backward(out["loss"])
                     optimizer.step()
@@ -351,11 +362,18 @@ def _fit(
                 last = epoch + 1 == cfg.train.epochs
                 every = cfg.train.eval_every
                 if dataset.labels is not None and (last or (every and (epoch + 1) % every == 0)):
-                    pred = predict(method, data, device, cfg.train.predict_with, cfg.train.seed)
+                    pred = predict(
+                        method,
+                        data,
+                        device,
+                        cfg.train.predict_with,
+                        cfg.train.seed,
+                        keep_probs=last,  # only the final read-out keeps the N x K probs
+                    )
                     if last:  # the final read-out: not computed a second time below
                         prediction = pred
-                    scores = evaluate(dataset.labels, pred.labels)
-                    row.update({k: scores[k] for k in ("acc", "nmi", "ari")})
+                    # Only what the row logs: AMI alone costs seconds at K = 1000.
+                    row.update(evaluate(dataset.labels, pred.labels, keys=("acc", "nmi", "ari")))
                 history.append(row)
                 bar.set_postfix({k: f"{row[k]:.4f}" for k in ("loss", "acc") if k in row})
                 log.info(
