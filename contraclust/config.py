@@ -194,7 +194,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: invalid value {value!r}")
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        # "n_clusters: expected an integer, got True" + "... a string, got True" -> one line
+        wanted = [text.partition(": expected ")[2].rpartition(", got ")[0] for text in errors]
+        if all(wanted):
+            raise ConfigError(f"{where}: expected {' or '.join(wanted)}, got {value!r}")
+        raise ConfigError(f"{where}: invalid value {value!r}")
     if tp is Any:
         return value
     if dataclasses.is_dataclass(tp):
