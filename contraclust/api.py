@@ -178,7 +178,6 @@ class Clusterer:
         cfg = self._config()
         result = fit(cfg, dataset, quiet=not self.verbose)
         self._set_fitted(result.method, result.config, result.prediction.centers)
-        self.n_clusters_ = int(result.config.n_clusters)
         self.k_search_ = result.k_search
         self.labels_ = result.prediction.labels
         self.confidence_ = result.prediction.confidence
@@ -196,6 +195,10 @@ class Clusterer:
         self.config_ = cfg
         self.readout_centers_ = centers
         self.n_features_in_ = int(np.prod(method.input_shape))
+        #: The number of clusters of the fitted model (the chosen one with ``"auto"``).
+        self.n_clusters_ = int(method.n_clusters)
+        #: The K search (the content of ``k_search.json``) when K was chosen by ``fit``.
+        self.k_search_: dict[str, Any] | None = None
         self.feature_backbone_: FeatureBackbone | None = None
 
     def _inputs(self, X: Any) -> torch.Tensor:

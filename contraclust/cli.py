@@ -330,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-k",
         type=_clusters,
         default=None,
+        metavar="K|auto",
         help="number of clusters K, or 'auto' to choose it (see --k-range)",
     )
     p.add_argument(
@@ -356,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--label-column",
         default=None,
+        metavar="NAME",
         help="column of labels in a .csv/.parquet table (default: 'label' when present)",
     )
     p.add_argument(
@@ -369,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--features-image-size",
         type=int,
         default=None,
+        metavar="SIDE",
         help="side of the images given to --features (default: 224 for torchvision/timm, "
         "the images' own for TorchScript)",
     )

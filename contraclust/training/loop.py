@@ -237,10 +237,9 @@ def fit(
             cfg = replace(cfg, data=replace(cfg.data, features_image_size=side))
         init_state, search = None, None
         if cfg.n_clusters == AUTO_CLUSTERS:
-            provisional_data = dataset
 
-            def train(c: RunConfig) -> FitResult:
-                return _fit(_fabric(c), c, provisional_data, None, None, quiet)
+            def train(c: RunConfig) -> FitResult:  # the provisional model, in memory
+                return _fit(_fabric(c), c, dataset, None, None, quiet)
 
             cfg, init_state, search = choose_k(cfg, dataset.data, train, quiet)
             if run_path is not None and main_process:
