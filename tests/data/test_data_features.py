@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -224,3 +226,52 @@ def contraclust_load(path: Path) -> Clusterer:
     from contraclust.api import load
 
     return load(path)
+
+
+def fake_torchvision(weights_url: str, model: nn.Module) -> SimpleNamespace:
+    """A stand-in for torchvision (which does not import beside this torch)."""
+
+    def get_model_weights(name: str) -> SimpleNamespace:
+        if name != "resnet18":
+            raise ValueError(f"unknown model {name}")
+        return SimpleNamespace(DEFAULT=SimpleNamespace(url=weights_url))
+
+    return SimpleNamespace(
+        models=SimpleNamespace(
+            get_model_weights=get_model_weights, get_model=lambda name, weights: model
+        )
+    )
+
+
+def test_torchvision_needs_local_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    classifier = nn.Sequential()
+    classifier.fc = nn.Linear(4, 10)
+    fake = fake_torchvision("https://example.invalid/resnet18-f37072fd.pth", classifier)
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    weights = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    with pytest.raises(
+        ConfigError, match=rf"weights are not on this machine \(looked for {weights}"
+    ):
+        load_feature_backbone("torchvision:resnet18")
+    with pytest.raises(ConfigError, match="torchvision has no model 'resnet99'"):
+        load_feature_backbone("torchvision:resnet99")
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"weights")
+    backbone = load_feature_backbone("torchvision:resnet18")
+    assert isinstance(backbone.module.fc, nn.Identity)  # the classifier is removed
+    assert backbone.default_image_size == 224 and backbone.normalize
+
+
+def test_timm_loads_offline_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str | None] = []
+
+    def create_model(name: str, pretrained: bool, num_classes: int) -> nn.Module:
+        seen.append(os.environ.get("HF_HUB_OFFLINE"))
+        raise OSError("not in the local cache")
+
+    monkeypatch.setitem(sys.modules, "timm", SimpleNamespace(create_model=create_model))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(ConfigError, match="cannot load the pretrained model from the local cache"):
+        load_feature_backbone("timm:vit_small_patch16_224")
+    assert seen == ["1"] and "HF_HUB_OFFLINE" not in os.environ  # restored afterwards
