@@ -18,7 +18,8 @@ random transformations of the embedding):
 * **silhouette** of the partition on the embedding itself: compact, separated clusters.
 
 ``score = stability × max(silhouette, 0)``: a K must be both reproducible and
-well separated. The best score wins (the smaller K on a tie).
+well separated. The smallest K whose score is within ``SCORE_TOLERANCE`` (2 %) of the
+best wins: where the scores form a plateau, nothing speaks for the finer partition.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "choose_k",
     "default_k_range",
     "parse_k_range",
+    "pick_k",
     "search_k",
     "validate_k_search",
     "warm_start",
@@ -53,6 +55,8 @@ log = logging.getLogger("contraclust")
 DEFAULT_K_MAX = 20
 #: Least samples per cluster the default range allows (K_max <= N // this).
 MIN_SAMPLES_PER_CLUSTER = 10
+#: Scores within this fraction of the best count as equal (the smallest such K wins).
+SCORE_TOLERANCE = 0.02
 
 
 @dataclass
@@ -190,18 +194,37 @@ def search_k(
             silhouette = 0.0
         score = max(stability, 0.0) * max(silhouette, 0.0)
         candidates.append(KCandidate(k, stability, silhouette, score))
-    best = max(candidates, key=lambda c: (c.score, -c.k))
-    return KSearchResult(best.k, _reason(best, candidates, k_min, k_max), candidates)
+    return pick_k(candidates)
 
 
-def _reason(best: KCandidate, candidates: list[KCandidate], k_min: int, k_max: int) -> str:
-    text = (
-        f"K={best.k} has the best score {best.score:.3f} (stability {best.stability:.3f} × "
-        f"silhouette {best.silhouette:.3f}) among K={k_min}..{k_max}"
+def pick_k(candidates: list[KCandidate]) -> KSearchResult:
+    """The smallest K scoring within ``SCORE_TOLERANCE`` of the best, and why."""
+    if not candidates:
+        raise ConfigError("the K search has no candidates")
+    top = max(candidates, key=lambda c: (c.score, -c.k))
+    best = min(
+        (c for c in candidates if c.score >= (1.0 - SCORE_TOLERANCE) * top.score),
+        key=lambda c: c.k,
     )
-    others = sorted((c for c in candidates if c.k != best.k), key=lambda c: -c.score)
-    if others:
-        text += f"; runner-up K={others[0].k} scores {others[0].score:.3f}"
+    k_min, k_max = min(c.k for c in candidates), max(c.k for c in candidates)
+    return KSearchResult(best.k, _reason(best, top, candidates, k_min, k_max), candidates)
+
+
+def _reason(
+    best: KCandidate, top: KCandidate, candidates: list[KCandidate], k_min: int, k_max: int
+) -> str:
+    scores = f"(stability {best.stability:.3f} x silhouette {best.silhouette:.3f})"
+    if best is top:
+        text = f"K={best.k} has the best score {best.score:.3f} {scores} among K={k_min}..{k_max}"
+        others = sorted((c for c in candidates if c is not best), key=lambda c: -c.score)
+        if others:
+            text += f"; runner-up K={others[0].k} scores {others[0].score:.3f}"
+    else:
+        text = (
+            f"K={best.k} scores {best.score:.3f} {scores}, within "
+            f"{SCORE_TOLERANCE:.0%} of the best (K={top.k}: {top.score:.3f}) among "
+            f"K={k_min}..{k_max}, and is the smallest such K"
+        )
     if len(candidates) > 1 and best.k in (k_min, k_max):
         text += "; it is at the edge of the range: consider widening --k-range"
     return text

@@ -15,8 +15,10 @@ from contraclust.cli import main
 from contraclust.config import RunConfig
 from contraclust.errors import ConfigError
 from contraclust.training.select_k import (
+    KCandidate,
     default_k_range,
     parse_k_range,
+    pick_k,
     search_k,
     warm_start,
 )
@@ -58,6 +60,22 @@ def test_stability_separates_real_from_arbitrary_splits() -> None:
     assert scores[4].stability > 0.95
     assert scores[8].stability < scores[4].stability - 0.2  # splitting blobs is arbitrary
     assert all(-1.0 <= c.silhouette <= 1.0 and 0.0 <= c.score <= 1.0 for c in scores.values())
+
+
+def candidates(scores: dict[int, float]) -> list[KCandidate]:
+    return [KCandidate(k, 1.0, score, score) for k, score in scores.items()]
+
+
+def test_a_plateau_gives_the_smallest_k_near_the_best() -> None:
+    # Scores measured on digits (cc, 15 provisional epochs) around their plateau.
+    plateau = pick_k(candidates({8: 0.286, 9: 0.365, 10: 0.382, 12: 0.36, 15: 0.385}))
+    assert plateau.chosen == 10
+    assert "within 2% of the best (K=15: 0.385)" in plateau.reason
+    peak = pick_k(candidates({2: 0.3, 3: 0.5, 4: 0.81, 5: 0.52}))
+    assert peak.chosen == 4 and peak.reason.startswith("K=4 has the best score 0.810")
+    assert "runner-up K=5 scores 0.520" in peak.reason
+    edge = pick_k(candidates({2: 0.2, 3: 0.4, 4: 0.6}))
+    assert edge.chosen == 4 and "edge of the range" in edge.reason
 
 
 def test_search_result_format() -> None:
