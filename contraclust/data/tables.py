@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +92,7 @@ def _read_csv(
 ) -> tuple[np.ndarray, tuple[str, np.ndarray] | None]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            # (line number, cells) of every non-blank row
-            rows = [(reader_line, row) for reader_line, row in _numbered_rows(csv.reader(fh))]
+            rows = list(_numbered_rows(csv.reader(fh)))
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not a UTF-8 text file ({exc.reason}); save it as CSV") from None
     except csv.Error as exc:
@@ -120,7 +120,7 @@ def _read_csv(
             raise DataError(f"{path}: column '{duplicates[0]}' appears more than once")
     columns = [i for i in range(width) if i != label_index]
     if not columns:
-        raise DataError(f"{path} has no feature columns besides '{label_column}'")
+        raise DataError(f"{path} has no feature columns besides the labels")
     cells = [[row[i] for i in columns] for _, row in body]
     try:
         vectors = np.asarray(cells, dtype=np.float64)
@@ -134,7 +134,8 @@ def _read_csv(
     return vectors, labels
 
 
-def _numbered_rows(reader: Any) -> Any:
+def _numbered_rows(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of every row that is not blank."""
     for row in reader:
         if row and any(cell.strip() for cell in row):
             yield reader.line_num, row
@@ -234,7 +235,7 @@ def _read_parquet(
     label_index = _label_index(path, names, label_column)
     features = [name for i, name in enumerate(names) if i != label_index]
     if not features:
-        raise DataError(f"{path} has no feature columns besides '{names[label_index or 0]}'")
+        raise DataError(f"{path} has no feature columns besides the labels")
     list_types = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
     first_type = table.schema.field(features[0]).type
     if len(features) == 1 and any(test(first_type) for test in list_types):
