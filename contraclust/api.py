@@ -22,6 +22,7 @@ import torch
 
 from contraclust.config import RunConfig, load_preset, merge
 from contraclust.data import ArrayDataset, load_dataset
+from contraclust.data.features import FeatureBackbone, features_dataset, load_feature_backbone
 from contraclust.data.formats import array_to_dataset
 from contraclust.errors import ConfigError
 from contraclust.methods import ClusteringMethod
@@ -54,7 +55,9 @@ class Clusterer:
 
     Args:
         method: ``cc``, ``kmeans`` (and the methods listed by ``contraclust methods``).
-        n_clusters: number of clusters K (>= 2 and <= number of samples).
+        n_clusters: number of clusters K (>= 2 and <= number of samples), or ``"auto"``
+            to choose it (see :mod:`contraclust.training.select_k`); the chosen K is
+            ``n_clusters_`` and the search ``k_search_``.
         epochs: training epochs (None: the preset's or 50).
         batch_size: global batch size (None: the preset's, or min(256, N)).
         lr: learning rate (None: the preset's or the method default).
@@ -66,12 +69,17 @@ class Clusterer:
         random_state: seed; the same seed on CPU gives the same assignments.
         params: the method's own hyper-parameters (see its ``Params`` dataclass).
         verbose: show a progress bar.
+        k_range: candidates of ``n_clusters="auto"``, ``"MIN:MAX"`` or ``(MIN, MAX)``
+            (None: 2 to min(20, N // 10)).
+        features: a frozen feature backbone the images go through first
+            (``torchvision:NAME``, ``timm:NAME`` or a TorchScript file; see
+            :mod:`contraclust.data.features`); ``predict`` uses it too.
     """
 
     def __init__(
         self,
         method: str = "cc",
-        n_clusters: int = 10,
+        n_clusters: int | str = 10,
         *,
         epochs: int | None = None,
         batch_size: int | None = None,
@@ -84,6 +92,8 @@ class Clusterer:
         random_state: int = 0,
         params: dict[str, Any] | None = None,
         verbose: bool = False,
+        k_range: str | tuple[int, int] | None = None,
+        features: str | None = None,
     ) -> None:
         self.method = method
         self.n_clusters = n_clusters
@@ -98,6 +108,8 @@ class Clusterer:
         self.random_state = random_state
         self.params = params
         self.verbose = verbose
+        self.k_range = k_range
+        self.features = features
 
     # ------------------------------------------------------------------ configuration
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -115,6 +127,8 @@ class Clusterer:
             "random_state",
             "params",
             "verbose",
+            "k_range",
+            "features",
         ]
         return {name: getattr(self, name) for name in names}
 
@@ -145,6 +159,13 @@ class Clusterer:
             override["augment"] = {"name": self.augmentation}
         if self.params:
             override["params"] = dict(self.params)
+        if self.features is not None:
+            override["data"] = {"features": self.features}
+        if self.k_range is not None:
+            k_range = self.k_range
+            if isinstance(k_range, (tuple, list)):
+                k_range = ":".join(str(k) for k in k_range)
+            override["k_search"] = {"k_range": str(k_range)}
         if raw.get("method", self.method) != self.method:
             # A preset of another method carries parameters that do not apply.
             raw.pop("params", None)
@@ -156,7 +177,8 @@ class Clusterer:
         dataset = as_dataset(X, y)
         cfg = self._config()
         result = fit(cfg, dataset, quiet=not self.verbose)
-        self._set_fitted(result.method, cfg, result.prediction.centers)
+        self._set_fitted(result.method, result.config, result.prediction.centers)
+        self.k_search_ = result.k_search
         self.labels_ = result.prediction.labels
         self.confidence_ = result.prediction.confidence
         self.history_ = result.history
@@ -173,6 +195,29 @@ class Clusterer:
         self.config_ = cfg
         self.readout_centers_ = centers
         self.n_features_in_ = int(np.prod(method.input_shape))
+        #: The number of clusters of the fitted model (the chosen one with ``"auto"``).
+        self.n_clusters_ = int(method.n_clusters)
+        #: The K search (the content of ``k_search.json``) when K was chosen by ``fit``.
+        self.k_search_: dict[str, Any] | None = None
+        self.feature_backbone_: FeatureBackbone | None = None
+
+    def _inputs(self, X: Any) -> torch.Tensor:
+        """The model's input for ``X``: its features when the model was fitted on them."""
+        dataset = as_dataset(X)
+        spec = self.config_.data.features
+        if not spec:
+            return dataset.data
+        if self.feature_backbone_ is None:
+            self.feature_backbone_ = load_feature_backbone(spec)
+        dataset, _ = features_dataset(
+            dataset,
+            self.feature_backbone_,
+            self.config_.data.features_image_size,
+            self._device(),
+            use_cache=False,
+            quiet=not self.verbose,
+        )
+        return dataset.data
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -192,7 +237,7 @@ class Clusterer:
 
     def _predict(self, X: Any):
         self._check_fitted()
-        raw = as_dataset(X).data
+        raw = self._inputs(X)
         device = self._device()
         self.model_.to(device)
         try:
@@ -210,7 +255,7 @@ class Clusterer:
     def transform(self, X: Any) -> np.ndarray:
         """The learned embedding of each sample (N x d)."""
         self._check_fitted()
-        raw = as_dataset(X).data
+        raw = self._inputs(X)
         check_input_shape(self.model_, raw)
         device = self._device()
         self.model_.to(device)

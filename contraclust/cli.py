@@ -34,6 +34,16 @@ def _parse_param(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--param {key}: cannot parse value '{value}'") from None
 
 
+def _clusters(text: str) -> int | str:
+    """``--clusters``: an integer K, or ``auto`` to search it."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got '{text}'") from None
+
+
 def build_config(args: argparse.Namespace):
     """Defaults < preset < command-line flags."""
     from contraclust.config import RunConfig, load_preset, merge
@@ -57,6 +67,10 @@ def build_config(args: argparse.Namespace):
     put("data", "split", args.split)
     put("data", "stream", args.stream)
     put("data", "workers", args.workers)
+    put("data", "label_column", args.label_column)
+    put("data", "features", args.features)
+    put("data", "features_image_size", args.features_image_size)
+    put("k_search", "k_range", args.k_range)
     if args.skip_bad_images:
         put("data", "skip_bad_images", True)
     put("model", "backbone", args.backbone)
@@ -118,8 +132,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         )
         return 130
     if result.run_dir is not None and launched_rank() == 0:
+        chosen = f"K={result.config.n_clusters} (chosen), " if result.k_search else ""
         print(
-            f"{cfg.method} on {cfg.data.name}: {_format_metrics(result.metrics)}  "
+            f"{cfg.method} on {cfg.data.name}: {chosen}{_format_metrics(result.metrics)}  "
             f"({result.seconds:.1f} s) -> {out}"
         )
     return 0
@@ -228,12 +243,15 @@ def _load_for_model(spec: str, input_shape: tuple[int, ...], cfg: Any, split: st
     from contraclust.data import load_dataset
 
     image_size = input_shape[1] if len(input_shape) == 3 else None
+    if cfg.data.features:  # the images go through the feature backbone as in training
+        image_size = cfg.data.image_size
     ds = load_dataset(
         spec,
         root=cfg.data.root,
         image_size=image_size,
         skip_bad=cfg.data.skip_bad_images,
         split=split,
+        label_column=cfg.data.label_column,
     )
     if len(input_shape) == 3 and ds.kind == "image" and ds.data.shape[1] != input_shape[0]:
         if input_shape[0] == 1:  # colour data, grey model
@@ -379,10 +397,23 @@ def build_parser() -> argparse.ArgumentParser:
         "data",
         nargs="?",
         default=None,
-        help="dataset name, image folder or .npy/.npz file (default: digits)",
+        help="dataset name, image folder or .npy/.npz/.csv/.parquet file (default: digits)",
     )
     p.add_argument("--method", "-m", default=None, help="clustering method (default: cc)")
-    p.add_argument("--clusters", "-k", type=int, default=None, help="number of clusters K")
+    p.add_argument(
+        "--clusters",
+        "-k",
+        type=_clusters,
+        default=None,
+        metavar="K|auto",
+        help="number of clusters K, or 'auto' to choose it (see --k-range)",
+    )
+    p.add_argument(
+        "--k-range",
+        default=None,
+        metavar="MIN:MAX",
+        help="candidates of --clusters auto (default: 2:min(20, N/10))",
+    )
     p.add_argument("--epochs", "-e", type=int, default=None)
     p.add_argument(
         "--out", "-o", default=None, help="run directory (default: runs/<method>-<data>)"
@@ -398,6 +429,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default=None, help="auto, small_cnn, resnet18, resnet34, mlp ...")
     p.add_argument("--augment", default=None, help="auto, grey, simclr, vector or none")
     p.add_argument("--image-size", type=int, default=None, help="resize images to this side")
+    p.add_argument(
+        "--label-column",
+        default=None,
+        metavar="NAME",
+        help="column of labels in a .csv/.parquet table (default: 'label' when present)",
+    )
+    p.add_argument(
+        "--features",
+        default=None,
+        metavar="BACKBONE",
+        help="train on frozen features of torchvision:NAME, timm:NAME or a TorchScript file "
+        "(computed once, cached in $CONTRACLUST_CACHE/features)",
+    )
+    p.add_argument(
+        "--features-image-size",
+        type=int,
+        default=None,
+        metavar="SIDE",
+        help="side of the images given to --features (default: 224 for torchvision/timm, "
+        "the images' own for TorchScript)",
+    )
     p.add_argument(
         "--split",
         default=None,
@@ -451,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="assign new data to the clusters of a trained run")
     p.add_argument("run_dir", help="run directory (or model.ckpt)")
-    p.add_argument("input", help="image folder, .npy/.npz file or dataset name")
+    p.add_argument("input", help="image folder, .npy/.npz/.csv/.parquet file or dataset name")
     p.add_argument("--out", "-o", required=True, help="CSV file to write")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

@@ -50,6 +50,15 @@ class DataConfig:
     stream: str = "auto"
     #: DataLoader worker processes that decode streamed images; None: min(4, CPU count).
     workers: int | None = None
+    #: Column of labels in a ``.csv``/``.parquet`` table; None: ``label`` when present.
+    label_column: str | None = None
+    #: A frozen, pretrained feature extractor the images go through once (cached on
+    #: disk): ``torchvision:NAME``, ``timm:NAME`` or a TorchScript file. The method then
+    #: trains only on the feature vectors; ``predict`` uses the same extractor.
+    features: str | None = None
+    #: Side of the images given to the ``features`` backbone; None: 224 for torchvision
+    #: and timm, the images' own size for TorchScript (the run records the side used).
+    features_image_size: int | None = None
 
 
 @dataclass
@@ -110,18 +119,46 @@ class TrainConfig:
 
 
 @dataclass
+class KSearchConfig:
+    """How ``n_clusters: auto`` chooses K (see :mod:`contraclust.training.select_k`)."""
+
+    #: Candidates ``MIN:MAX`` (both included); None: 2 to min(20, N // 10).
+    k_range: str | None = None
+    #: Epochs of the provisional model whose embedding is searched; None: half of
+    #: ``train.epochs`` (at least 1). The final model starts from its weights.
+    epochs: int | None = None
+    #: k-means partitions per candidate K, each with its own seed and random projection.
+    runs: int = 6
+    #: Samples the partitions and silhouettes are computed on (a fixed random subset
+    #: when there are more), which bounds the cost of the search.
+    max_samples: int = 3000
+
+
+#: The value of ``n_clusters`` that asks for a search of K.
+AUTO_CLUSTERS = "auto"
+
+
+@dataclass
 class RunConfig:
     """Everything that defines a run."""
 
     method: str = "cc"
-    n_clusters: int = 10
+    #: The number of clusters K, or ``auto`` to choose it (see ``k_search``).
+    n_clusters: int | str = 10
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    k_search: KSearchConfig = field(default_factory=KSearchConfig)
     #: The method's own parameters, checked against the method's ``Params`` dataclass.
     params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_clusters, str) and self.n_clusters != AUTO_CLUSTERS:
+            raise ConfigError(
+                f"n_clusters: expected an integer or '{AUTO_CLUSTERS}', got {self.n_clusters!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -163,7 +200,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: invalid value {value!r}")
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        # "n_clusters: expected an integer, got True" + "... a string, got True" -> one line
+        wanted = [text.partition(": expected ")[2].rpartition(", got ")[0] for text in errors]
+        if all(wanted):
+            raise ConfigError(f"{where}: expected {' or '.join(wanted)}, got {value!r}")
+        raise ConfigError(f"{where}: invalid value {value!r}")
     if tp is Any:
         return value
     if dataclasses.is_dataclass(tp):

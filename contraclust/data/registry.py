@@ -37,6 +37,7 @@ from contraclust.data.formats import (
     resize_images,
 )
 from contraclust.data.streaming import StreamedImageDataset, stream_image_folder
+from contraclust.data.tables import TABLE_SUFFIXES, load_table_file
 from contraclust.errors import DataError
 
 __all__ = [
@@ -389,8 +390,12 @@ def _looks_like_path(spec: str) -> bool:
         "/" in spec
         or os.sep in spec
         or spec.startswith((".", "~"))
-        or Path(spec).suffix.lower() in (".npy", ".npz")
+        or Path(spec).suffix.lower() in _ARRAY_SUFFIXES
     )
+
+
+#: Suffixes of the files read as arrays (images or vectors) or tables (vectors).
+_ARRAY_SUFFIXES = (".npy", ".npz", *TABLE_SUFFIXES)
 
 
 def load_dataset(
@@ -401,13 +406,16 @@ def load_dataset(
     split: str | None = None,
     stream: bool = False,
     workers: int | None = None,
+    label_column: str | None = None,
 ) -> ArrayDataset | StreamedImageDataset:
-    """Load a registered data set by name, an image folder, or a ``.npy``/``.npz`` file.
+    """Load a registered data set by name, an image folder, or an array or table file.
 
     Args:
         spec: a registered name (see :func:`list_datasets`; case-insensitive, ``_`` or
             ``-``), a folder of images, or an array file. A name wins over a folder of
             the same name in the working directory; write ``./name`` for the folder.
+            Array files are ``.npy``/``.npz`` (images or vectors) and ``.csv``/
+            ``.parquet`` tables of vectors (see :func:`~contraclust.data.tables.load_table_file`).
         root: the data root for registered sets (see :func:`resolve_data_root`).
         image_size: side of the square images returned (shorter side resized, centre
             crop); None keeps the native size. Ignored for feature vectors.
@@ -421,6 +429,8 @@ def load_dataset(
             :class:`~contraclust.data.streaming.StreamedImageDataset` (files listed and
             pre-scanned, nothing decoded); other sets are loaded into memory anyway.
         workers: pre-scan processes of a streamed set (None: min(4, CPU count)).
+        label_column: for ``.csv``/``.parquet`` tables, the column of labels (None:
+            a column named ``label`` when there is one).
 
     Raises:
         DataError: for an unknown name or split, a missing path or file, or bad data.
@@ -465,18 +475,22 @@ def load_dataset(
         if path.is_dir():
             dataset = load_image_folder(path, image_size=image_size, skip_bad=skip_bad)
         elif path.is_file():
-            if path.suffix.lower() not in (".npy", ".npz"):
+            suffix = path.suffix.lower()
+            if suffix not in _ARRAY_SUFFIXES:
                 raise DataError(
                     f"{path}: unsupported file type '{path.suffix}'; give a folder of images, "
-                    "a .npy or .npz file, or a dataset name"
+                    "a .npy, .npz, .csv or .parquet file, or a dataset name"
                 )
-            dataset = load_array_file(path)
+            if suffix in TABLE_SUFFIXES:
+                dataset = load_table_file(path, label_column=label_column)
+            else:
+                dataset = load_array_file(path)
         elif isinstance(spec, Path) or _looks_like_path(text):
             raise DataError(f"no such file or directory: {path.absolute()}")
         else:
             raise DataError(
                 f"unknown dataset '{text}': valid names are {', '.join(_REGISTRY)} "
-                "or a path to an image folder or a .npy/.npz file"
+                "or a path to an image folder or a .npy/.npz/.csv/.parquet file"
             )
     if image_size is not None and dataset.kind == "image":
         dataset = replace(dataset, data=resize_images(dataset.data, image_size))

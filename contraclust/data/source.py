@@ -237,7 +237,11 @@ def load_training_data(data: DataConfig) -> ArrayDataset | StreamedImageDataset:
     """Load ``data`` into memory or open it for streaming, as ``data.stream`` says."""
     check_data_config(data)
     kwargs = dict(
-        root=data.root, image_size=data.image_size, skip_bad=data.skip_bad_images, split=data.split
+        root=data.root,
+        image_size=data.image_size,
+        skip_bad=data.skip_bad_images,
+        split=data.split,
+        label_column=data.label_column,
     )
     if data.stream == "off" or (data.stream == "auto" and not _streamable(data.name)):
         return load_dataset(data.name, **kwargs)  # type: ignore[arg-type]

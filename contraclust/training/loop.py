@@ -20,7 +20,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from contraclust.config import RunConfig, save_yaml
+from contraclust.config import AUTO_CLUSTERS, RunConfig, save_yaml
 from contraclust.data import ArrayDataset
 from contraclust.data.augment import build_augmentation, resolve_augmentation_name
+from contraclust.data.features import features_dataset
 from contraclust.data.source import load_training_data, make_source
 from contraclust.data.streaming import StreamedImageDataset
 from contraclust.errors import ConfigError, ContraclustError
@@ -46,6 +47,7 @@ from contraclust.training.checkpoint import (
     save_checkpoint,
 )
 from contraclust.training.predict import Prediction, apply_batched, predict
+from contraclust.training.select_k import choose_k, validate_k_search, warm_start
 from contraclust.utils import atomic_write_json, resolve_device, run_lock
 
 log = logging.getLogger("contraclust")
@@ -70,14 +72,18 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     run_dir: Path | None = None
+    #: The K search (``k_search.json``) when ``n_clusters`` was ``auto``.
+    k_search: dict[str, Any] | None = None
 
 
 def validate_config(cfg: RunConfig, n_samples: int) -> None:
     """Range checks that need no model; each error names the option and its range."""
     t, o = cfg.train, cfg.optim
-    if cfg.n_clusters < 2:
+    if cfg.n_clusters == AUTO_CLUSTERS:
+        validate_k_search(cfg, n_samples)
+    elif cfg.n_clusters < 2:
         raise ConfigError(f"the number of clusters must be >= 2, got {cfg.n_clusters}")
-    if cfg.n_clusters > n_samples:
+    elif cfg.n_clusters > n_samples:
         raise ConfigError(
             f"the number of clusters ({cfg.n_clusters}) is larger than the number of "
             f"samples ({n_samples}); use --clusters {n_samples} or fewer"
@@ -232,7 +238,34 @@ def fit(
         if run_path is not None and main_process:
             handler = _setup_logging(run_path, quiet)
             stack.callback(_close_handler, handler)
-        return _fit(fabric, cfg, dataset, run_path, resume_state, quiet)
+        if isinstance(dataset, StreamedImageDataset) and (
+            cfg.data.features or cfg.n_clusters == AUTO_CLUSTERS
+        ):
+            option = "--features" if cfg.data.features else "--clusters auto"
+            raise ConfigError(
+                f"{option} needs the images in memory, but {dataset.name} is streamed "
+                "(larger than the memory budget, or --stream on); pass --stream off if "
+                "it fits, or give K with --clusters"
+            )
+        if cfg.data.features:
+            device = resolve_device(cfg.train.device)
+            quiet_here = quiet or not main_process
+            dataset, side = features_dataset(
+                dataset, cfg.data.features, cfg.data.features_image_size, device, quiet=quiet_here
+            )
+            cfg = replace(cfg, data=replace(cfg.data, features_image_size=side))
+        init_state, search = None, None
+        if cfg.n_clusters == AUTO_CLUSTERS:
+
+            def train(c: RunConfig) -> FitResult:  # the provisional model, in memory
+                return _fit(_fabric(c), c, dataset, None, None, quiet)
+
+            cfg, init_state, search = choose_k(cfg, dataset.data, train, quiet)
+            if run_path is not None and main_process:
+                atomic_write_json(run_path / rundir.K_SEARCH, search.to_dict())
+        result = _fit(fabric, cfg, dataset, run_path, resume_state, quiet, init_state)
+        result.k_search = None if search is None else search.to_dict()
+        return result
     raise AssertionError("unreachable")
 
 
@@ -249,6 +282,7 @@ def _fit(
     run_dir: Path | None,
     resume_state: dict[str, Any] | None,
     quiet: bool,
+    init_state: dict[str, Tensor] | None = None,
 ) -> FitResult:
     from tqdm.auto import tqdm
 
@@ -272,6 +306,9 @@ def _fit(
     data = make_source(dataset, device, cfg.data)
     if resume_state is None:
         method.set_input_stats(data.batches(4096))
+        if init_state is not None:  # the final model of a K search
+            fresh = warm_start(method, init_state)
+            log.info("started from the K search's model; fresh: %s", ", ".join(fresh) or "none")
     else:
         method.load_state_dict(resume_state["state_dict"])
     if method.trainable:

@@ -9,6 +9,7 @@ Layout of ``DIR``::
     model.ckpt           the final model (for predict / evaluate / Clusterer.load)
     assignments.csv      index, cluster, confidence[, label][, path] for every sample
     metrics.json         final metrics (when labels exist), cluster sizes, timings
+    k_search.json        with ``--clusters auto``: every candidate K, its scores, the choice
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ LAST = Path("checkpoints") / "last.ckpt"
 MODEL = "model.ckpt"
 ASSIGNMENTS = "assignments.csv"
 METRICS_JSON = "metrics.json"
-RUN_FILES = (CONFIG, METRICS_CSV, LOG, str(LAST), MODEL, ASSIGNMENTS, METRICS_JSON)
+K_SEARCH = "k_search.json"
+RUN_FILES = (CONFIG, METRICS_CSV, LOG, str(LAST), MODEL, ASSIGNMENTS, METRICS_JSON, K_SEARCH)
 
 
 def holds_run(run_dir: Path) -> bool:
