@@ -179,11 +179,13 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
+    report: bool = True,
 ) -> FitResult:
     """Train ``cfg`` on ``dataset`` (loaded from ``cfg.data`` when None).
 
     With ``run_dir`` the run writes its files there (see :mod:`rundir`) and can be
-    resumed; without it nothing is written (the estimator's in-memory mode).
+    resumed, and, unless ``report`` is False, ends with ``report.html``; without it
+    nothing is written (the estimator's in-memory mode).
 
     With ``train.devices > 1`` Fabric starts the other processes by running the same
     command again; everything that can fail on bad input is checked before that, and
@@ -221,7 +223,7 @@ def fit(
         if run_path is not None and main_process:
             handler = _setup_logging(run_path, quiet)
             stack.callback(_close_handler, handler)
-        return _fit(fabric, cfg, dataset, run_path, resume_state, quiet)
+        return _fit(fabric, cfg, dataset, run_path, resume_state, quiet, report)
     raise AssertionError("unreachable")
 
 
@@ -238,6 +240,7 @@ def _fit(
     run_dir: Path | None,
     resume_state: dict[str, Any] | None,
     quiet: bool,
+    report: bool = True,
 ) -> FitResult:
     from tqdm.auto import tqdm
 
@@ -388,7 +391,27 @@ def _fit(
     method.cpu()
     if run_dir is not None and is_main:
         _write_outputs(run_dir, cfg, method, dataset, prediction, metrics, history, seconds)
+        if report:
+            _write_report(run_dir, method, dataset, prediction, cfg.train.seed)
     return FitResult(method, cfg, prediction, metrics, history, seconds, run_dir)
+
+
+def _write_report(
+    run_dir: Path,
+    method: ClusteringMethod,
+    dataset: ArrayDataset,
+    prediction: Prediction,
+    seed: int,
+) -> None:
+    # The run's results are written by now: a failing figure must not fail the run.
+    from contraclust.training.report import report_after_fit
+
+    try:
+        path = report_after_fit(run_dir, method, dataset, prediction, torch.device("cpu"), seed)
+    except Exception as exc:
+        log.warning("no report: %s; rebuild it with `contraclust report %s`", exc, run_dir)
+    else:
+        log.info("report: %s", path)
 
 
 def cluster_summary(labels: np.ndarray, n_clusters: int) -> dict[str, Any]:
