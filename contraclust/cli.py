@@ -374,9 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--no-report", action="store_true", help="do not write report.html at the end"
-    )
+    p.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("predict", help="assign new data to the clusters of a trained run")

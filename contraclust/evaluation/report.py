@@ -204,7 +204,7 @@ def embed_2d(x: NDArray[np.floating], seed: int = 0) -> tuple[NDArray[np.float64
     if x.shape[1] > 50:
         from sklearn.decomposition import PCA
 
-        x = PCA(50, random_state=seed).fit_transform(x)
+        x = PCA(min(50, len(x)), random_state=seed).fit_transform(x)
     try:
         import umap  # type: ignore[import-not-found]
     except ImportError:
@@ -543,19 +543,13 @@ def _cluster_section(
         content.assignments, content.confidence, k, content.n_top, content.n_bottom
     )
     if content.images is not None:
-        grid = figures.add(f"cluster-{k}-confident.png", image_grid(content.images[top_idx]))
-        parts.append(
-            _figure_html(
-                grid, f"most confident samples of cluster {k}", f"{len(top_idx)} most confident"
-            )
-        )
-        if len(bottom_idx):
-            grid = figures.add(f"cluster-{k}-least.png", image_grid(content.images[bottom_idx]))
-            parts.append(
-                _figure_html(
-                    grid, f"least confident samples of cluster {k}", f"{len(bottom_idx)} least confident"
-                )
-            )
+        for chosen, which, caption in (
+            (top_idx, "confident", f"{len(top_idx)} most confident"),
+            (bottom_idx, "least", f"{len(bottom_idx)} least confident"),
+        ):
+            if len(chosen):
+                grid = figures.add(f"cluster-{k}-{which}.png", image_grid(content.images[chosen]))
+                parts.append(_figure_html(grid, f"cluster {k}: {caption}", caption))
         if content.paths:
             parts.append(
                 "<details><summary>files of the most confident samples</summary>"
@@ -728,7 +722,9 @@ def _skipped_html(skipped: Sequence[str]) -> str:
     )
 
 
-_OUR_PNG = re.compile(r"^(sizes|map|training|confusion|k-search|cluster-\d+-(confident|least))\.png$")
+_OUR_PNG = re.compile(
+    r"^(sizes|map|training|confusion|k-search|cluster-\d+-(confident|least))\.png$"
+)
 
 
 def write_report(run_dir: str | Path, content: ReportContent) -> Path:

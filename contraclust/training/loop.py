@@ -179,13 +179,14 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
-    report: bool = True,
+    report: bool = False,
 ) -> FitResult:
     """Train ``cfg`` on ``dataset`` (loaded from ``cfg.data`` when None).
 
     With ``run_dir`` the run writes its files there (see :mod:`rundir`) and can be
-    resumed, and, unless ``report`` is False, ends with ``report.html``; without it
-    nothing is written (the estimator's in-memory mode).
+    resumed, and with ``report`` it ends with ``report.html`` (the command line asks
+    for it; library callers opt in, since the figures cost seconds); without
+    ``run_dir`` nothing is written (the estimator's in-memory mode).
 
     With ``train.devices > 1`` Fabric starts the other processes by running the same
     command again; everything that can fail on bad input is checked before that, and
@@ -240,7 +241,7 @@ def _fit(
     run_dir: Path | None,
     resume_state: dict[str, Any] | None,
     quiet: bool,
-    report: bool = True,
+    report: bool = False,
 ) -> FitResult:
     from tqdm.auto import tqdm
 

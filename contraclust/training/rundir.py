@@ -9,6 +9,7 @@ Layout of ``DIR``::
     model.ckpt           the final model (for predict / evaluate / Clusterer.load)
     assignments.csv      index, cluster, confidence[, label][, path] for every sample
     metrics.json         final metrics (when labels exist), cluster sizes, timings
+    report.html          the report (figures also as PNGs in report/)
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ LAST = Path("checkpoints") / "last.ckpt"
 MODEL = "model.ckpt"
 ASSIGNMENTS = "assignments.csv"
 METRICS_JSON = "metrics.json"
-RUN_FILES = (CONFIG, METRICS_CSV, LOG, str(LAST), MODEL, ASSIGNMENTS, METRICS_JSON)
+REPORT = "report.html"
+RUN_FILES = (CONFIG, METRICS_CSV, LOG, str(LAST), MODEL, ASSIGNMENTS, METRICS_JSON, REPORT)
 
 
 def holds_run(run_dir: Path) -> bool:
