@@ -80,6 +80,8 @@ class ReportContent:
         images: ``uint8`` ``(N, C, H, W)`` images for the grids (None for vectors or
             when the data could not be loaded).
         paths: source file of each sample.
+        vectors: ``(N, D)`` feature vectors; their leading values are shown in the
+            table of each cluster's most confident rows (vector data have no grids).
         embedding: ``(M, d)`` embedding of the samples ``embedding_index`` (a
             subsample; see :func:`subsample`).
         history: rows of ``metrics.csv`` (epoch, losses, lr, seconds, scores).
@@ -98,6 +100,7 @@ class ReportContent:
     class_names: Sequence[str] | None = None
     images: NDArray[np.uint8] | None = None
     paths: Sequence[str] | None = None
+    vectors: NDArray[np.floating] | None = None
     embedding: NDArray[np.floating] | None = None
     embedding_index: NDArray[np.int64] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -490,17 +493,32 @@ def _fmt_number(value: Any) -> str:
     return str(value)
 
 
+#: Leading features of a vector shown in the rows table.
+_SHOWN_FEATURES = 6
+
+
 def _rows_table(
-    indices: NDArray[np.int64], confidence: NDArray[np.floating], paths: Sequence[str] | None
+    indices: NDArray[np.int64],
+    confidence: NDArray[np.floating],
+    paths: Sequence[str] | None,
+    vectors: NDArray[np.floating] | None = None,
 ) -> str:
-    head = "<tr><th>index</th><th>confidence</th>" + ("<th>file</th>" if paths else "") + "</tr>"
+    head = ["index", "confidence"] + (["file"] if paths else [])
+    if vectors is not None:
+        width = vectors.shape[1]
+        head += [f"x[{j}]" for j in range(min(width, _SHOWN_FEATURES))]
+        head += ["..."] if width > _SHOWN_FEATURES else []
     body = []
     for i in indices.tolist():
-        cells = f"<td>{i}</td><td>{float(confidence[i]):.3f}</td>"
+        cells = [str(i), f"{float(confidence[i]):.3f}"]
         if paths:
-            cells += f"<td><code>{_e(paths[i])}</code></td>"
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table>{head}{''.join(body)}</table>"
+            cells.append(f"<code>{_e(paths[i])}</code>")
+        if vectors is not None:
+            cells += [f"{float(v):.3g}" for v in vectors[i, :_SHOWN_FEATURES]]
+            cells += [""] if vectors.shape[1] > _SHOWN_FEATURES else []
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    header = "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+    return f"<table>{header}{''.join(body)}</table>"
 
 
 @dataclass
@@ -559,7 +577,7 @@ def _cluster_section(
     else:
         parts.append(
             "<details open><summary>most confident rows</summary>"
-            + _rows_table(top_idx, content.confidence, content.paths)
+            + _rows_table(top_idx, content.confidence, content.paths, content.vectors)
             + "</details>"
         )
     parts.append("</section>")

@@ -141,6 +141,7 @@ def report_after_fit(
         true_labels=dataset.labels,
         class_names=dataset.class_names,
         images=dataset.data.numpy() if dataset.kind == "image" else None,
+        vectors=dataset.data.numpy() if dataset.kind == "vector" else None,
         paths=dataset.paths,
         embedding=embedding,
         embedding_index=index,
@@ -248,7 +249,7 @@ def rebuild_report(run_dir: str | Path, device: str = "auto") -> tuple[Path, lis
     dataset, why = _load_run_data(cfg, state, table)
     class_names = (state.get("dataset") or {}).get("class_names")
     true_labels: np.ndarray | None = None
-    images = embedding = index = None
+    images = vectors = embedding = index = None
     if dataset is None:
         warnings.append(f"report without images or map: {why}")
         if table.labels is not None:
@@ -256,6 +257,7 @@ def rebuild_report(run_dir: str | Path, device: str = "auto") -> tuple[Path, lis
     else:
         true_labels, class_names = dataset.labels, dataset.class_names
         images = dataset.data.numpy() if dataset.kind == "image" else None
+        vectors = dataset.data.numpy() if dataset.kind == "vector" else None
         torch_device = resolve_device(device)
         method.to(torch_device)
         embedding, index = _map_embedding(
@@ -269,6 +271,7 @@ def rebuild_report(run_dir: str | Path, device: str = "auto") -> tuple[Path, lis
         true_labels=true_labels,
         class_names=class_names,
         images=images,
+        vectors=vectors,
         paths=table.paths,
         embedding=embedding,
         embedding_index=index,

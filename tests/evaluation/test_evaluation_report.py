@@ -197,11 +197,17 @@ def test_user_text_is_escaped() -> None:
 
 
 def test_vector_data_shows_rows_instead_of_images() -> None:
-    content = labelled_content(images=None, paths=[f"row-{i}" for i in range(60)])
+    vectors = np.arange(60 * 9, dtype=np.float32).reshape(60, 9)
+    content = labelled_content(images=None, vectors=vectors, paths=[f"row-{i}" for i in range(60)])
     page, files = render_html(content)
     assert not any(name.startswith("cluster-") for name in files)
-    assert "most confident rows" in page and "row-" in page
+    assert "most confident rows" in page and "<th>x[5]</th><th>...</th>" in page
     assert len(cluster_sections(page)) == 5
+    top, _ = confident_indices(content.assignments, content.confidence, 0, 16, 8)
+    i = int(top[0])
+    row = f"<tr><td>{i}</td><td>{content.confidence[i]:.3f}</td><td><code>row-{i}</code></td>"
+    row += "".join(f"<td>{9 * i + j:.3g}</td>" for j in range(6)) + "<td></td></tr>"
+    assert row in page.split('id="cluster-0"')[1].split("</section>")[0]
 
 
 def test_unlabelled_data_have_no_metrics_section_content() -> None:
