@@ -597,9 +597,20 @@ def _class_name(class_names: Sequence[str] | None, index: int) -> str:
     return str(index)
 
 
+_METRIC_NAMES = {
+    "acc": "ACC (one-to-one matching)",
+    "acc_many_to_one": "ACC (many-to-one)",
+    "nmi": "NMI",
+    "ari": "ARI",
+    "ami": "AMI",
+    "n_clusters": "non-empty clusters",
+    "n_classes": "classes",
+}
+
+
 def _metrics_html(metrics: Mapping[str, Any]) -> str:
     rows = "".join(
-        f"<tr><th>{_e(key)}</th><td>{_e(_fmt_number(value))}</td></tr>"
+        f"<tr><th>{_e(_METRIC_NAMES.get(key, key))}</th><td>{_e(_fmt_number(value))}</td></tr>"
         for key, value in metrics.items()
         if isinstance(value, (int, float))
     )
