@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,6 +36,7 @@ from contraclust.utils import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "METRIC_COLUMNS",
+    "ImageSource",
     "MatchedConfusion",
     "ReportContent",
     "confident_indices",
@@ -65,6 +66,14 @@ _MAX_LISTED_SKIPPED = 200
 _DPI = 100
 
 
+class ImageSource(Protocol):
+    """Images by index: ``source[indices]`` gives ``uint8`` ``(n, C, H, W)``."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: NDArray[np.int64]) -> NDArray[np.uint8]: ...
+
+
 @dataclass
 class ReportContent:
     """What the report shows. Only ``n_clusters``, ``assignments`` and ``confidence``
@@ -78,7 +87,8 @@ class ReportContent:
         true_labels: ``(N,)`` class index of each sample, when labels exist.
         class_names: name of each class index.
         images: ``uint8`` ``(N, C, H, W)`` images for the grids (None for vectors or
-            when the data could not be loaded).
+            when the data could not be loaded), or any :class:`ImageSource` (a set
+            decoded on demand): only the images the grids show are read.
         paths: source file of each sample.
         vectors: ``(N, D)`` feature vectors; their leading values are shown in the
             table of each cluster's most confident rows (vector data have no grids).
@@ -98,7 +108,7 @@ class ReportContent:
     title: str = "contraclust run"
     true_labels: NDArray[np.int64] | None = None
     class_names: Sequence[str] | None = None
-    images: NDArray[np.uint8] | None = None
+    images: ImageSource | None = None
     paths: Sequence[str] | None = None
     vectors: NDArray[np.floating] | None = None
     embedding: NDArray[np.floating] | None = None
@@ -566,7 +576,8 @@ def _cluster_section(
             (bottom_idx, "least", f"{len(bottom_idx)} least confident"),
         ):
             if len(chosen):
-                grid = figures.add(f"cluster-{k}-{which}.png", image_grid(content.images[chosen]))
+                grid = image_grid(np.asarray(content.images[chosen]))
+                figures.add(f"cluster-{k}-{which}.png", grid)
                 parts.append(_figure_html(grid, f"cluster {k}: {caption}", caption))
         if content.paths:
             parts.append(

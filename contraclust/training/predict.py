@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from contraclust.data.source import BatchSource
 from contraclust.errors import ConfigError, DataError
 from contraclust.methods import ClusteringMethod
 
@@ -24,30 +25,40 @@ class Prediction:
     centers: np.ndarray | None = None
 
 
+def _batches(raw: Tensor | BatchSource, batch_size: int) -> Iterator[Tensor]:
+    if isinstance(raw, Tensor):
+        return (raw[start : start + batch_size] for start in range(0, len(raw), batch_size))
+    return raw.batches(batch_size)
+
+
 @torch.no_grad()
 def apply_batched(
     method: ClusteringMethod,
-    raw: Tensor,
+    raw: Tensor | BatchSource,
     fn: Callable[[Tensor], Tensor],
     device: torch.device,
     batch_size: int = 512,
 ) -> Tensor:
-    """Apply ``fn`` to the clean, normalised inputs of ``raw`` in batches; outputs on CPU."""
+    """Apply ``fn`` to the clean, normalised inputs of ``raw`` in batches; outputs on CPU.
+
+    ``raw`` is a tensor or a source of batches (a streamed set, see
+    :mod:`contraclust.data.source`); outputs come in dataset order either way.
+    """
     was_training = method.training
     method.eval()
     outs = []
     try:
-        for start in range(0, len(raw), batch_size):
-            x = method.prepare(raw[start : start + batch_size].to(device, non_blocking=True))
+        for batch in _batches(raw, batch_size):
+            x = method.prepare(batch.to(device, non_blocking=True))
             outs.append(fn(x).float().cpu())
     finally:
         method.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)
 
 
-def check_input_shape(method: ClusteringMethod, raw: Tensor) -> None:
+def check_input_shape(method: ClusteringMethod, raw: Tensor | BatchSource) -> None:
     expected = tuple(method.input_shape)
-    found = tuple(raw.shape[1:])
+    found = tuple(raw.shape[1:]) if isinstance(raw, Tensor) else tuple(raw.input_shape)
     if found != expected:
         kind = "images of shape (C, H, W)" if method.is_image else "vectors of length"
         raise DataError(
@@ -58,7 +69,7 @@ def check_input_shape(method: ClusteringMethod, raw: Tensor) -> None:
 
 def predict(
     method: ClusteringMethod,
-    raw: Tensor,
+    raw: Tensor | BatchSource,
     device: torch.device,
     readout: str = "head",
     seed: int = 0,

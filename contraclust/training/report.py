@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from contraclust.data import ArrayDataset, load_dataset
+from contraclust.data import ArrayDataset
+from contraclust.data.source import load_training_data
+from contraclust.data.streaming import StreamedImageDataset
 from contraclust.errors import ContraclustError, RunDirectoryError
 from contraclust.evaluation.report import ReportContent, subsample, write_report
 from contraclust.methods import ClusteringMethod
@@ -97,25 +99,56 @@ def _facts(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return facts
 
 
-def embed_subsample(
-    method: ClusteringMethod, data: torch.Tensor, index: np.ndarray, device: torch.device
-) -> np.ndarray:
-    """The method's embedding of the samples ``index`` (the map's subsample)."""
-    rows = data[torch.from_numpy(index).to(data.device)]
-    return apply_batched(method, rows, method.embed, device).numpy()
+AnyDataset = ArrayDataset | StreamedImageDataset
+
+
+def samples(dataset: AnyDataset, index: np.ndarray) -> torch.Tensor:
+    """The raw samples ``index`` of a set in memory or streamed (decoded here, in this
+    process: the report needs a few thousand at most)."""
+    if isinstance(dataset, StreamedImageDataset):
+        return torch.stack([dataset[int(i)][0] for i in index])
+    return dataset.data[torch.from_numpy(np.asarray(index, dtype=np.int64))]
+
+
+class _DecodedOnDemand:
+    """The images of a streamed set, decoded only when the report indexes them (the
+    grids show a few dozen per cluster)."""
+
+    def __init__(self, dataset: StreamedImageDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        return samples(self.dataset, np.atleast_1d(index)).numpy()
+
+
+def _images(dataset: AnyDataset) -> Any:
+    if isinstance(dataset, StreamedImageDataset):
+        return _DecodedOnDemand(dataset)
+    return dataset.data.numpy() if dataset.kind == "image" else None
+
+
+def _vectors(dataset: AnyDataset) -> np.ndarray | None:
+    if isinstance(dataset, ArrayDataset) and dataset.kind == "vector":
+        return dataset.data.numpy()
+    return None
 
 
 def _map_embedding(
     method: ClusteringMethod,
-    data: torch.Tensor,
+    dataset: AnyDataset,
     device: torch.device,
     seed: int,
     notes: list[str],
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    index = subsample(len(data), MAP_POINTS, seed)
+    """The method's embedding of the map's subsample, and the subsample's indices."""
+    index = subsample(len(dataset), MAP_POINTS, seed)
     try:
-        check_input_shape(method, data)
-        return embed_subsample(method, data, index, device), index
+        rows = samples(dataset, index)
+        check_input_shape(method, rows)
+        return apply_batched(method, rows, method.embed, device).numpy(), index
     except (ContraclustError, NotImplementedError, RuntimeError) as exc:
         notes.append(f"no map: the embedding could not be computed ({exc})")
         return None, None
@@ -124,7 +157,7 @@ def _map_embedding(
 def report_after_fit(
     run_dir: Path,
     method: ClusteringMethod,
-    dataset: ArrayDataset,
+    dataset: AnyDataset,
     prediction: Prediction,
     device: torch.device,
     seed: int = 0,
@@ -132,7 +165,7 @@ def report_after_fit(
     """Write the report of a run that has just finished (its files already written)."""
     record = read_run_record(run_dir)
     notes = list(record.notes)
-    embedding, index = _map_embedding(method, dataset.data, device, seed, notes)
+    embedding, index = _map_embedding(method, dataset, device, seed, notes)
     content = ReportContent(
         title=f"contraclust run {run_dir.name}",
         n_clusters=method.n_clusters,
@@ -140,8 +173,8 @@ def report_after_fit(
         confidence=prediction.confidence,
         true_labels=dataset.labels,
         class_names=dataset.class_names,
-        images=dataset.data.numpy() if dataset.kind == "image" else None,
-        vectors=dataset.data.numpy() if dataset.kind == "vector" else None,
+        images=_images(dataset),
+        vectors=_vectors(dataset),
         paths=dataset.paths,
         embedding=embedding,
         embedding_index=index,
@@ -202,17 +235,12 @@ def _labels_from_csv(
 
 def _load_run_data(
     cfg: Any, state: dict[str, Any], table: _Assignments
-) -> tuple[ArrayDataset | None, str | None]:
-    """The run's data, or None and the reason they cannot be shown."""
+) -> tuple[AnyDataset | None, str | None]:
+    """The run's data (opened as the run opened them: in memory or streamed), or None
+    and the reason they cannot be shown."""
     name = cfg.data.name
     try:
-        dataset = load_dataset(
-            name,
-            root=cfg.data.root,
-            image_size=cfg.data.image_size,
-            skip_bad=cfg.data.skip_bad_images,
-            split=cfg.data.split,
-        )
+        dataset = load_training_data(cfg.data)
     except (ContraclustError, OSError) as exc:
         return None, f"the training data '{name}' could not be loaded ({exc})"
     trained_on = (state.get("dataset") or {}).get("name")
@@ -256,13 +284,10 @@ def rebuild_report(run_dir: str | Path, device: str = "auto") -> tuple[Path, lis
             true_labels, class_names = _labels_from_csv(table.labels, class_names)
     else:
         true_labels, class_names = dataset.labels, dataset.class_names
-        images = dataset.data.numpy() if dataset.kind == "image" else None
-        vectors = dataset.data.numpy() if dataset.kind == "vector" else None
+        images, vectors = _images(dataset), _vectors(dataset)
         torch_device = resolve_device(device)
         method.to(torch_device)
-        embedding, index = _map_embedding(
-            method, dataset.data, torch_device, cfg.train.seed, warnings
-        )
+        embedding, index = _map_embedding(method, dataset, torch_device, cfg.train.seed, warnings)
     content = ReportContent(
         title=f"contraclust run {run_dir.name}",
         n_clusters=cfg.n_clusters,

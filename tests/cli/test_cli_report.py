@@ -124,18 +124,27 @@ def write_folder(root: Path) -> None:
     (root / "dark" / "<b>broken.png").write_bytes(b"not an image")
 
 
-def test_report_of_a_folder_run_and_after_its_data_are_gone(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("stream", ["off", "on"])
+def test_report_of_a_folder_run_and_after_its_data_are_gone(
+    stream: str, tmp_path: Path, capsys
+) -> None:
     folder = tmp_path / "photos"
     write_folder(folder)
     out = tmp_path / "run"
     argv = ["fit", str(folder), "--method", "kmeans", "--clusters", "2", "--skip-bad-images"]
+    argv += ["--stream", stream]
     assert main([*argv, "--out", str(out), "--quiet"]) == 0
     html = (out / "report.html").read_text()
     assert "&lt;b&gt;broken.png" in html and "<b>broken" not in html
     assert len(cluster_sections(html)) == 2
     assert "<img " in html.split('id="cluster-0"')[1].split("</section>")[0]
     assert (out / "report" / "cluster-0-confident.png").is_file()
+    grid = (out / "report" / "cluster-0-confident.png").read_bytes()
     capsys.readouterr()
+
+    assert main(["report", str(out)]) == 0  # the data are still there: the same grids
+    assert capsys.readouterr().err == ""
+    assert (out / "report" / "cluster-0-confident.png").read_bytes() == grid
 
     folder.rename(tmp_path / "moved")
     assert main(["report", str(out)]) == 0
