@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test browser lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/contraclust demo
 
-test: setup
+# The report test renders report.html in headless Chromium.
+browser:
+	@bash scripts/ensure-chromium.sh
+
+test: setup browser
 	$(BIN)/ruff check contraclust tests benchmarks
 	$(BIN)/ruff format --check contraclust tests benchmarks
 	$(BIN)/python -m pytest -q

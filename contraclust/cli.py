@@ -1,7 +1,7 @@
 """The ``contraclust`` command.
 
-Verbs: ``fit``, ``predict``, ``evaluate``, ``demo``, ``datasets``, ``methods``,
-``presets``. Errors the user can fix print one line and exit with status 2
+Verbs: ``fit``, ``predict``, ``evaluate``, ``report``, ``demo``, ``datasets``,
+``methods``, ``presets``. Errors the user can fix print one line and exit with status 2
 (``--debug`` shows the traceback instead).
 """
 
@@ -122,7 +122,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
         )
     try:
         result = fit(
-            cfg, run_dir=out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet
+            cfg,
+            run_dir=out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            quiet=args.quiet,
+            report=not args.no_report,
         )
     except KeyboardInterrupt:
         print(
@@ -163,6 +168,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"{key:<10} {metrics[key]:.4f}")
     else:
         print("metrics    none: the data had no labels")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from contraclust.training.report import rebuild_report
+
+    path, warnings = rebuild_report(args.run_dir, device=args.device)
+    for warning in warnings:
+        print(f"contraclust: warning: {warning}", file=sys.stderr)
+    print(f"report written to {path}")
     return 0
 
 
@@ -499,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("predict", help="assign new data to the clusters of a trained run")
@@ -533,6 +549,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the noise corruption")
     p.add_argument("--data-root", default=None, help="folder of the standard datasets")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "report", help="write report.html of a finished run again (figures, clusters, metrics)"
+    )
+    p.add_argument("run_dir", help="run directory (the --out of contraclust fit)")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="device for the embedding of the map",
+    )
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="cluster scikit-learn's digits: k-means vs cc")
     p.add_argument("--out", "-o", default=None, help="folder for the runs")

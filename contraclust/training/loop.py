@@ -202,11 +202,14 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
+    report: bool = False,
 ) -> FitResult:
     """Train ``cfg`` on ``dataset`` (loaded from ``cfg.data`` when None).
 
     With ``run_dir`` the run writes its files there (see :mod:`rundir`) and can be
-    resumed; without it nothing is written (the estimator's in-memory mode).
+    resumed, and with ``report`` it ends with ``report.html`` (the command line asks
+    for it; library callers opt in, since the figures cost seconds); without
+    ``run_dir`` nothing is written (the estimator's in-memory mode).
 
     With ``train.devices > 1`` Fabric starts the other processes by running the same
     command again; everything that can fail on bad input is checked before that, and
@@ -263,7 +266,7 @@ def fit(
             cfg, init_state, search = choose_k(cfg, dataset.data, train, quiet)
             if run_path is not None and main_process:
                 atomic_write_json(run_path / rundir.K_SEARCH, search.to_dict())
-        result = _fit(fabric, cfg, dataset, run_path, resume_state, quiet, init_state)
+        result = _fit(fabric, cfg, dataset, run_path, resume_state, quiet, init_state, report)
         result.k_search = None if search is None else search.to_dict()
         return result
     raise AssertionError("unreachable")
@@ -283,6 +286,7 @@ def _fit(
     resume_state: dict[str, Any] | None,
     quiet: bool,
     init_state: dict[str, Tensor] | None = None,
+    report: bool = False,
 ) -> FitResult:
     from tqdm.auto import tqdm
 
@@ -448,7 +452,27 @@ def _fit(
     method.cpu()
     if run_dir is not None and is_main:
         _write_outputs(run_dir, cfg, method, dataset, prediction, metrics, history, seconds)
+        if report:
+            _write_report(run_dir, method, dataset, prediction, cfg.train.seed)
     return FitResult(method, cfg, prediction, metrics, history, seconds, run_dir)
+
+
+def _write_report(
+    run_dir: Path,
+    method: ClusteringMethod,
+    dataset: ArrayDataset | StreamedImageDataset,
+    prediction: Prediction,
+    seed: int,
+) -> None:
+    # The run's results are written by now: a failing figure must not fail the run.
+    from contraclust.training.report import report_after_fit
+
+    try:
+        path = report_after_fit(run_dir, method, dataset, prediction, torch.device("cpu"), seed)
+    except Exception as exc:
+        log.warning("no report: %s; rebuild it with `contraclust report %s`", exc, run_dir)
+    else:
+        log.info("report: %s", path)
 
 
 def _resolve_auto_settings(cfg: RunConfig, dataset: ArrayDataset | StreamedImageDataset) -> None:

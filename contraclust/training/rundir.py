@@ -10,6 +10,7 @@ Layout of ``DIR``::
     assignments.csv      index, cluster, confidence[, label][, path] for every sample
     metrics.json         final metrics (when labels exist), cluster sizes, timings
     k_search.json        with ``--clusters auto``: every candidate K, its scores, the choice
+    report.html          the report (figures also as PNGs in report/)
 """
 
 from __future__ import annotations
@@ -32,7 +33,18 @@ MODEL = "model.ckpt"
 ASSIGNMENTS = "assignments.csv"
 METRICS_JSON = "metrics.json"
 K_SEARCH = "k_search.json"
-RUN_FILES = (CONFIG, METRICS_CSV, LOG, str(LAST), MODEL, ASSIGNMENTS, METRICS_JSON, K_SEARCH)
+REPORT = "report.html"
+RUN_FILES = (
+    CONFIG,
+    METRICS_CSV,
+    LOG,
+    str(LAST),
+    MODEL,
+    ASSIGNMENTS,
+    METRICS_JSON,
+    K_SEARCH,
+    REPORT,
+)
 
 
 def holds_run(run_dir: Path) -> bool:

@@ -183,9 +183,11 @@ def test_debug_shows_traceback() -> None:
 def test_fit_on_two_processes_ddp(method: str, tmp_path: Path) -> None:
     """`fit --devices 2` on CPU: two gloo processes, one run directory written once."""
     out = tmp_path / "ddp"
+    report = method == "cc"  # one report (written by rank 0) is enough to check
     proc = run_cli(
         "fit", "digits", "--method", method, "--devices", "2", "--device", "cpu",
         "--epochs", "2", "--batch-size", "128", "--out", str(out), "--quiet",
+        *([] if report else ["--no-report"]),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Starting with 2 processes" in proc.stdout + proc.stderr
@@ -197,3 +199,4 @@ def test_fit_on_two_processes_ddp(method: str, tmp_path: Path) -> None:
     assert summary["n_samples"] == 1797 and sum(summary["cluster_sizes"]) == 1797
     assert proc.stdout.count(f"{method} on digits: ACC") == 1
     assert not (out / ".lock").exists()
+    assert (out / "report.html").is_file() == report
