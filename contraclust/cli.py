@@ -108,12 +108,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         result = fit(
             cfg, run_dir=out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet
         )
-    except KeyboardInterrupt:
-        print(
+    except KeyboardInterrupt as exc:
+        # TrainingInterrupted says where it stopped and what it saved
+        message = str(exc) or (
             f"interrupted; the last finished epoch is kept in {out / 'checkpoints'} "
-            "(continue with --resume)",
-            file=sys.stderr,
+            "(continue with --resume)"
         )
+        print(f"contraclust: {message}", file=sys.stderr)
         return 130
     if result.run_dir is not None and launched_rank() == 0:
         print(

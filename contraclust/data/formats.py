@@ -735,7 +735,7 @@ def _fail_unreadable(root: Path, failures: list[_Failure]) -> None:
     more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
     raise DataError(
         f"{len(failures)} unreadable image file(s) in {root}: {shown}{more}; fix or remove "
-        "them, or pass skip_bad=True (--skip-bad) to skip them"
+        "them, or pass skip_bad=True (--skip-bad-images) to skip them"
     )
 
 

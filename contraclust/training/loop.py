@@ -39,6 +39,7 @@ from contraclust.training.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from contraclust.training.interrupt import StopRequest, TrainingInterrupted
 from contraclust.training.predict import Prediction, apply_batched, predict
 from contraclust.utils import atomic_write_json, resolve_device, run_lock
 
@@ -70,7 +71,9 @@ def validate_config(cfg: RunConfig, n_samples: int) -> None:
     """Range checks that need no model; each error names the option and its range."""
     t, o = cfg.train, cfg.optim
     if cfg.n_clusters < 2:
-        raise ConfigError(f"the number of clusters must be >= 2, got {cfg.n_clusters}")
+        raise ConfigError(
+            f"the number of clusters must be >= 2, got {cfg.n_clusters}; use --clusters 2 or more"
+        )
     if cfg.n_clusters > n_samples:
         raise ConfigError(
             f"the number of clusters ({cfg.n_clusters}) is larger than the number of "
@@ -272,7 +275,8 @@ def _fit(
     perm_gen = torch.Generator().manual_seed(cfg.train.seed)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1000 + rank)
     history: list[dict[str, Any]] = []
-    start_epoch = 0
+    start_epoch = start_step = 0
+    partial_sums: dict[str, Tensor] = {}
     prediction: Prediction | None = None
 
     if not method.trainable:
@@ -296,14 +300,39 @@ def _fit(
             torch.set_rng_state(resume_state["rng"]["torch"])
             history = list(resume_state["history"])
             start_epoch = int(resume_state["epoch"])
+            # A run stopped by Ctrl-C continues inside its epoch (see _stop_at_step).
+            start_step = int(resume_state.get("step", 0))
+            partial_sums = {
+                k: v.to(device) for k, v in resume_state.get("partial_sums", {}).items()
+            }
         method.on_fit_start(
             lambda fn: apply_batched(method, data, fn, device, batch_size=512),
             resumed=resume_state is not None,
         )
         module, optimizer = fabric.setup(module, optimizer)
 
+        def save_last(epoch: int, perm_state: Tensor, **position: Any) -> None:
+            if run_dir is None or not is_main:
+                return
+            state = make_checkpoint(
+                method,
+                cfg,
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                epoch=epoch,
+                rng={
+                    "perm": perm_state,
+                    "aug": aug_gen.get_state().cpu(),
+                    "torch": torch.get_rng_state(),
+                },
+                history=history,
+                **position,
+            )
+            save_checkpoint(state, run_dir / rundir.LAST)
+
+        stop = StopRequest(enabled=world == 1).install()
         bar = tqdm(
-            total=(cfg.train.epochs - start_epoch) * steps_per_epoch,
+            total=(cfg.train.epochs - start_epoch) * steps_per_epoch - start_step,
             disable=quiet or not is_main,
             unit="step",
             dynamic_ncols=True,
@@ -313,9 +342,14 @@ def _fit(
             for epoch in range(start_epoch, cfg.train.epochs):
                 epoch_start = time.perf_counter()
                 module.train()
+                perm_state = perm_gen.get_state()
                 perm = torch.randperm(n, generator=perm_gen)
-                sums: dict[str, Tensor] = {}
-                for step in range(steps_per_epoch):
+                first = start_step if epoch == start_epoch else 0
+                sums: dict[str, Tensor] = partial_sums if first else {}
+                for step in range(first, steps_per_epoch):
+                    if stop.requested:
+                        where = (epoch, step, steps_per_epoch)
+                        _stop_at_step(run_dir, cfg.method, where, save_last, perm_state, sums)
                     idx = perm[step * global_batch : (step + 1) * global_batch][rank::world]
                     raw = data[idx.to(data.device)].to(device, non_blocking=True)
                     unit = method.to_unit(raw)
@@ -359,25 +393,13 @@ def _fit(
                     cfg.train.epochs,
                     " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
                 )
+                save_last(epoch + 1, perm_gen.get_state())
                 if run_dir is not None and is_main:
-                    state = make_checkpoint(
-                        method,
-                        cfg,
-                        optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict(),
-                        epoch=epoch + 1,
-                        rng={
-                            "perm": perm_gen.get_state(),
-                            "aug": aug_gen.get_state().cpu(),
-                            "torch": torch.get_rng_state(),
-                        },
-                        history=history,
-                    )
-                    save_checkpoint(state, run_dir / rundir.LAST)
                     rundir.write_history_csv(run_dir / rundir.METRICS_CSV, history)
                 if world > 1:
                     fabric.barrier()
         finally:
+            stop.restore()
             bar.close()
 
     method.eval()
@@ -389,6 +411,32 @@ def _fit(
     if run_dir is not None and is_main:
         _write_outputs(run_dir, cfg, method, dataset, prediction, metrics, history, seconds)
     return FitResult(method, cfg, prediction, metrics, history, seconds, run_dir)
+
+
+def _stop_at_step(
+    run_dir: Path | None,
+    method: str,
+    position: tuple[int, int, int],
+    save_last: Any,
+    perm_state: Tensor,
+    sums: dict[str, Tensor],
+) -> None:
+    """Save where training stands (between two steps) and raise TrainingInterrupted.
+
+    The checkpoint records the sample order's generator as it was before this epoch's
+    shuffle, the step reached and the loss sums so far, so that a resumed run redoes
+    the same shuffle, skips the finished steps and ends as if it had never stopped.
+    """
+    epoch, step, steps_per_epoch = position
+    where = f"epoch {epoch + 1}, step {step}/{steps_per_epoch}"
+    if run_dir is None:
+        raise TrainingInterrupted(f"training interrupted in {where}; nothing was saved")
+    save_last(epoch, perm_state, step=step, partial_sums=sums)
+    log.warning("interrupted in %s; saved %s", where, run_dir / rundir.LAST)
+    raise TrainingInterrupted(
+        f"training interrupted in {where}; saved {run_dir / rundir.LAST}; "
+        f"continue with: contraclust fit --resume --method {method} --out {run_dir}"
+    )
 
 
 def cluster_summary(labels: np.ndarray, n_clusters: int) -> dict[str, Any]:
