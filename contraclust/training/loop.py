@@ -349,7 +349,7 @@ def _fit(
                 for step in range(first, steps_per_epoch):
                     if stop.requested:
                         where = (epoch, step, steps_per_epoch)
-                        _stop_at_step(run_dir, cfg.method, where, save_last, perm_state, sums)
+                        _stop_at_step(run_dir, where, save_last, perm_state, sums)
                     idx = perm[step * global_batch : (step + 1) * global_batch][rank::world]
                     raw = data[idx.to(data.device)].to(device, non_blocking=True)
                     unit = method.to_unit(raw)
@@ -415,7 +415,6 @@ def _fit(
 
 def _stop_at_step(
     run_dir: Path | None,
-    method: str,
     position: tuple[int, int, int],
     save_last: Any,
     perm_state: Tensor,
@@ -435,7 +434,7 @@ def _stop_at_step(
     log.warning("interrupted in %s; saved %s", where, run_dir / rundir.LAST)
     raise TrainingInterrupted(
         f"training interrupted in {where}; saved {run_dir / rundir.LAST}; "
-        f"continue with: contraclust fit --resume --method {method} --out {run_dir}"
+        f"continue with: contraclust fit --resume --out {run_dir}"
     )
 
 
