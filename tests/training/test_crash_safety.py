@@ -153,7 +153,10 @@ def start_fit(small_set, out: Path) -> subprocess.Popen:
     )
 
 
-def wait_for_first_checkpoint(proc: subprocess.Popen, out: Path) -> None:
+def interrupt_fit(small_set, out: Path, signum: int) -> tuple[int, str]:
+    """Start ``contraclust fit``, send ``signum`` in the epoch after the first checkpoint;
+    returns the exit status and stderr."""
+    proc = start_fit(small_set, out)
     last = out / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 120
     while not last.exists():
@@ -162,6 +165,9 @@ def wait_for_first_checkpoint(proc: subprocess.Popen, out: Path) -> None:
         time.sleep(0.01)
     time.sleep(0.03)  # into the next epoch
     assert proc.poll() is None, "training ended before it could be interrupted"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
 
 
 def check_run_files_intact(out: Path) -> int:
@@ -182,11 +188,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(
     small_set, uninterrupted: list[str], tmp_path: Path
 ) -> None:
     out = tmp_path / "killed"
-    proc = start_fit(small_set, out)
-    wait_for_first_checkpoint(proc, out)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
+    code, _ = interrupt_fit(small_set, out, signal.SIGKILL)
+    assert code == -signal.SIGKILL
     assert 1 <= check_run_files_intact(out) < EPOCHS
     assert (out / ".lock").exists()  # left behind by the dead process, taken over below
 
@@ -200,11 +203,8 @@ def test_sigint_saves_says_how_to_resume_and_resume_finishes(
     small_set, uninterrupted: list[str], tmp_path: Path
 ) -> None:
     out = tmp_path / "ctrl-c"
-    proc = start_fit(small_set, out)
-    wait_for_first_checkpoint(proc, out)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
+    code, err = interrupt_fit(small_set, out, signal.SIGINT)
+    assert code == 130, err[-2000:]
     lines = err.strip().splitlines()
     assert "Traceback" not in err
     assert len(lines) == 1, err
