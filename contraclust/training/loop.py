@@ -384,6 +384,7 @@ def _fit(
                     if last:  # the final read-out: not computed a second time below
                         prediction = pred
                     scores = evaluate(dataset.labels, pred.labels)
+                    warn_empty_clusters(pred.labels, cfg.n_clusters, f"after epoch {epoch + 1}")
                     row.update({k: scores[k] for k in ("acc", "nmi", "ari")})
                 history.append(row)
                 bar.set_postfix({k: f"{row[k]:.4f}" for k in ("loss", "acc") if k in row})
@@ -446,6 +447,18 @@ def cluster_summary(labels: np.ndarray, n_clusters: int) -> dict[str, Any]:
     }
 
 
+def warn_empty_clusters(labels: np.ndarray, n_clusters: int, when: str) -> list[int]:
+    """Log (to train.log) the clusters no sample is assigned to; returns them.
+
+    A cluster that empties is a symptom of collapse: the run goes on, but the user
+    should know that fewer than K clusters are in use.
+    """
+    empty = cluster_summary(labels, n_clusters)["empty_clusters"]
+    if empty:
+        log.warning("%d of %d clusters are empty %s: %s", len(empty), n_clusters, when, empty)
+    return empty
+
+
 def _write_outputs(
     run_dir: Path,
     cfg: RunConfig,
@@ -489,5 +502,4 @@ def _write_outputs(
     atomic_write_json(run_dir / rundir.METRICS_JSON, summary)
     if history:
         rundir.write_history_csv(run_dir / rundir.METRICS_CSV, history)
-    if summary["empty_clusters"]:
-        log.warning("empty clusters at the end of training: %s", summary["empty_clusters"])
+    warn_empty_clusters(prediction.labels, cfg.n_clusters, "at the end of training")
