@@ -28,6 +28,7 @@ class StopRequest:
         # or in the DDP workers, which keep the default behaviour).
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.requested = False
+        self._installed = False
         self._previous: Any = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -36,11 +37,15 @@ class StopRequest:
         self.requested = True
 
     def install(self) -> StopRequest:
-        if self.enabled:
+        # A process started with Ctrl-C ignored (nohup, background jobs) keeps ignoring it.
+        if self.enabled and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
         return self
 
     def restore(self) -> None:
-        if self.enabled and self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        if self._installed:
+            # None: the previous handler was not set from Python; the default stands in
+            previous = signal.default_int_handler if self._previous is None else self._previous
+            signal.signal(signal.SIGINT, previous)
+            self._installed = False

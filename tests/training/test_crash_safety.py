@@ -29,7 +29,7 @@ from contraclust.data import load_dataset
 from contraclust.methods import register_method
 from contraclust.methods.cc import ContrastiveClustering
 from contraclust.training import fit, read_checkpoint
-from contraclust.training.interrupt import TrainingInterrupted
+from contraclust.training.interrupt import StopRequest, TrainingInterrupted
 
 # --------------------------------------------------------------------------- in process
 
@@ -99,6 +99,32 @@ def test_ctrl_c_without_run_directory_says_nothing_was_saved(
     monkeypatch.setattr(_CtrlCAtStep, "interrupt_at", 2)
     with pytest.raises(TrainingInterrupted, match=r"epoch 1, step 2/4; nothing was saved"):
         fit(ctrl_c_cfg(epochs=1), digits_small, quiet=True)
+
+
+def test_second_ctrl_c_stops_at_once_and_the_handler_is_restored() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    stop = StopRequest().install()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # the handler runs between two bytecodes of this thread
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+    finally:
+        stop.restore()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_ignored_ctrl_c_stays_ignored() -> None:
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        stop = StopRequest().install()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        stop.restore()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 # --------------------------------------------------------------------------- subprocesses
