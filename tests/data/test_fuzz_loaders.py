@@ -14,7 +14,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -63,22 +63,27 @@ def test_stl10_images_load_or_data_error(count: int, extra: int, seed: int) -> N
         try:
             images = read_stl10_images(path)
         except DataError:
+            event("DataError")
             assert size == 0 or size % STL10_IMAGE_BYTES
             return
+        event("loaded")
     assert images.shape == (size // STL10_IMAGE_BYTES, 3, 96, 96)
     assert images.dtype == np.uint8
 
 
 @FUZZ
-@given(blob=st.binary(max_size=40), count=st.integers(0, 40))
-def test_stl10_labels_load_or_data_error(blob: bytes, count: int) -> None:
+@given(blob=st.binary(max_size=40), count=st.none() | st.integers(0, 40))
+def test_stl10_labels_load_or_data_error(blob: bytes, count: int | None) -> None:
+    count = len(blob) if count is None else count  # None: as many labels as images
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "train_y.bin"
         path.write_bytes(blob)
         try:
             labels = read_stl10_labels(path, count)
         except DataError:
+            event("DataError")
             return
+        event("loaded")
     assert labels.shape == (count,) and labels.min(initial=0) >= 0 and labels.max(initial=0) < 10
 
 
@@ -125,7 +130,9 @@ def read_usps_or_data_error(blob: bytes) -> None:
         try:
             arrays = read_usps_h5(path)
         except DataError:
+            event("DataError")
             return
+        event("loaded")
     for split in ("train", "test"):
         assert arrays[f"{split}_x"].dtype == np.uint8
         assert arrays[f"{split}_x"].shape[1:] == (1, 16, 16)
@@ -196,7 +203,9 @@ def test_image_folder_loads_or_data_error(
         try:
             dataset = load_image_folder(folder, image_size=image_size, skip_bad=skip_bad)
         except DataError:
+            event("DataError")
             return
+        event("loaded")
     dataset.validate()
     assert 1 <= len(dataset) == len(files) - len(dataset.skipped)
     assert skip_bad or not dataset.skipped
