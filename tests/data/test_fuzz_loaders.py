@@ -72,7 +72,10 @@ def test_stl10_images_load_or_data_error(count: int, extra: int, seed: int) -> N
 
 
 @FUZZ
-@given(blob=st.binary(max_size=40), count=st.none() | st.integers(0, 40))
+@given(
+    blob=st.binary(max_size=40) | st.lists(st.integers(0, 11), max_size=40).map(bytes),
+    count=st.none() | st.integers(0, 40),
+)
 def test_stl10_labels_load_or_data_error(blob: bytes, count: int | None) -> None:
     count = len(blob) if count is None else count  # None: as many labels as images
     with tempfile.TemporaryDirectory() as folder:
