@@ -42,8 +42,11 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("bad-input") / "run"
-    assert main(["fit", "digits", "--method", "cc", "--out", str(out), *TINY]) == 0
+    folder = tmp_path_factory.mktemp("bad-input")
+    small = folder / "small-cc.yaml"  # a narrow network: the run takes about a second
+    small.write_text("method: cc\nmodel: {width: 8, hidden_dim: 32, projection_dim: 16}\n")
+    out = folder / "run"
+    assert main(["fit", "digits", "--preset", str(small), "--out", str(out), *TINY]) == 0
     return out
 
 
