@@ -55,6 +55,8 @@ def build_config(args: argparse.Namespace):
     put("data", "root", args.data_root)
     put("data", "image_size", args.image_size)
     put("data", "split", args.split)
+    put("data", "stream", args.stream)
+    put("data", "workers", args.workers)
     if args.skip_bad_images:
         put("data", "skip_bad_images", True)
     put("model", "backbone", args.backbone)
@@ -143,6 +145,8 @@ def _keep_run_settings(args: argparse.Namespace, cfg: Any, out: Path) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
+    if args.data or args.split or args.corruption or args.severity is not None:
+        return _evaluate_shift(args, run)
     path = run / "metrics.json"
     if not path.is_file():
         raise RunDirectoryError(
@@ -165,7 +169,77 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_for_model(spec: str, input_shape: tuple[int, ...], cfg: Any):
+def _evaluate_shift(args: argparse.Namespace, run: Path) -> int:
+    """Score a trained run on other data, another split, or a corrupted copy."""
+    from contraclust.api import load
+    from contraclust.data.corruptions import corrupt
+    from contraclust.data.registry import get_dataset_info
+    from contraclust.errors import DataError
+    from contraclust.evaluation import evaluate
+    from contraclust.training.loop import cluster_summary
+    from contraclust.utils import atomic_write_json
+
+    if args.severity is not None and not args.corruption:
+        raise ConfigError("--severity needs --corruption noise, blur or contrast")
+    est = load(run)
+    cfg = est.config_
+    if args.data_root:
+        cfg.data.root = args.data_root
+    spec = args.data or cfg.data.name
+    try:
+        info = get_dataset_info(spec)
+        split = args.split or info.default_split or "all"
+    except DataError:  # a folder or an array file: always read whole
+        info, split = None, args.split or "all"
+    ds = _load_for_model(spec, est.model_.input_shape, cfg, split=split if info else args.split)
+    severity = None
+    if args.corruption:
+        if ds.kind != "image":
+            raise ConfigError(f"--corruption applies to images; {ds.name} holds vectors")
+        severity = 3 if args.severity is None else args.severity
+        ds.data = corrupt(ds.data, args.corruption, severity, seed=args.seed)
+    pred = est._predict(ds)
+    metrics = evaluate(ds.labels, pred.labels) if ds.labels is not None else None
+    data_name = info.name if info else (Path(spec).name or "data")
+    shift = f"{args.corruption}-{severity}" if args.corruption else "clean"
+    result = {
+        "run": str(run),
+        "method": cfg.method,
+        "trained_on": {"data": cfg.data.name, "split": cfg.data.split},
+        "data": spec,
+        "split": split,
+        "corruption": args.corruption,
+        "severity": severity,
+        "seed": args.seed if args.corruption == "noise" else None,
+        "n_samples": len(ds),
+        "metrics": metrics,
+        "note": None if metrics else "the data have no labels: metrics need labels",
+        **cluster_summary(pred.labels, est.model_.n_clusters),
+    }
+    out = run / "shift" / f"{_slug(data_name)}-{_slug(split)}-{shift}.json"
+    out.parent.mkdir(exist_ok=True)
+    atomic_write_json(out, result)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    what = f"{args.corruption}, severity {severity}" if args.corruption else "no corruption"
+    print(f"run        {run}  ({cfg.method}, trained on {cfg.data.name})")
+    print(f"data       {spec}  split {split}, {what}  ({len(ds)} samples)")
+    print(f"clusters   {est.model_.n_clusters}  sizes {result['cluster_sizes']}")
+    if metrics:
+        for key in ("acc", "acc_many_to_one", "nmi", "ari", "ami"):
+            print(f"{key:<10} {metrics[key]:.4f}")
+    else:
+        print("metrics    none: the data have no labels (metrics need labels)")
+    print(f"written    {out}")
+    return 0
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def _load_for_model(spec: str, input_shape: tuple[int, ...], cfg: Any, split: str | None = None):
     """Load new data the way the model's training data was shaped."""
     import torch
 
@@ -173,7 +247,11 @@ def _load_for_model(spec: str, input_shape: tuple[int, ...], cfg: Any):
 
     image_size = input_shape[1] if len(input_shape) == 3 else None
     ds = load_dataset(
-        spec, root=cfg.data.root, image_size=image_size, skip_bad=cfg.data.skip_bad_images
+        spec,
+        root=cfg.data.root,
+        image_size=image_size,
+        skip_bad=cfg.data.skip_bad_images,
+        split=split,
     )
     if len(input_shape) == 3 and ds.kind == "image" and ds.data.shape[1] != input_shape[0]:
         if input_shape[0] == 1:  # colour data, grey model
@@ -375,6 +453,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip (and report) images that cannot be decoded",
     )
     p.add_argument(
+        "--stream",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="decode image files batch by batch in worker processes instead of holding "
+        "them in memory (auto: when the decoded images exceed 2 GiB)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="image decoding processes (default min(4, CPUs))"
+    )
+    p.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out with its own settings (--epochs may lengthen it)",
@@ -391,9 +479,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("evaluate", help="print the metrics of a finished run")
+    p = sub.add_parser(
+        "evaluate",
+        help="print the metrics of a finished run, or score it on other or corrupted data",
+    )
     p.add_argument("run_dir")
-    p.add_argument("--json", action="store_true", help="print metrics.json as it is")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="score the trained model on this dataset, folder or array file instead "
+        "(default with --split/--corruption: the training data); the result goes to "
+        "RUN_DIR/shift/<data>-<split>-<corruption>-<severity>.json",
+    )
+    p.add_argument("--split", default=None, help="split of --data (default: the set's)")
+    p.add_argument(
+        "--corruption",
+        choices=("noise", "blur", "contrast"),
+        default=None,
+        help="score on a corrupted copy: Gaussian noise, Gaussian blur or lower contrast",
+    )
+    p.add_argument("--severity", type=int, default=None, help="corruption strength 1..5 (3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise corruption")
+    p.add_argument("--data-root", default=None, help="folder of the standard datasets")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="cluster scikit-learn's digits: k-means vs cc")

@@ -44,6 +44,12 @@ class DataConfig:
     split: str | None = None
     #: Skip (and report) images that cannot be decoded instead of stopping.
     skip_bad_images: bool = False
+    #: Decode image files batch by batch in worker processes instead of holding the
+    #: whole set in memory: ``on``, ``off``, or ``auto`` (stream image folders and the
+    #: ImageNet-style sets whose decoded images exceed 2 GiB; array sets never stream).
+    stream: str = "auto"
+    #: DataLoader worker processes that decode streamed images; None: min(4, CPU count).
+    workers: int | None = None
 
 
 @dataclass

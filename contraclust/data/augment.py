@@ -912,6 +912,13 @@ AUGMENTATIONS: dict[str, tuple[str | None, Callable[[tuple[int, ...]], nn.Module
 """Named presets: name -> (kind it accepts or None for any, builder from input shape)."""
 
 
+def resolve_augmentation_name(name: str, kind: str, input_shape: tuple[int, ...]) -> str:
+    """The preset ``"auto"`` stands for with this data; other names pass through."""
+    if name != "auto":
+        return name
+    return "vector" if kind == "vector" else ("grey" if input_shape[0] == 1 else "simclr")
+
+
 def build_augmentation(name: str, kind: str, input_shape: tuple[int, ...]) -> nn.Module:
     """Build a named augmentation for data of one kind and shape.
 
@@ -937,8 +944,7 @@ def build_augmentation(name: str, kind: str, input_shape: tuple[int, ...]) -> nn
             f"input_shape for kind {kind!r} must be {layout} with positive sizes, "
             f"got {tuple(input_shape)!r}"
         )
-    if name == "auto":
-        name = "vector" if kind == "vector" else ("grey" if shape[0] == 1 else "simclr")
+    name = resolve_augmentation_name(name, kind, shape)
     if name not in AUGMENTATIONS:
         valid = ", ".join(["auto", *AUGMENTATIONS])
         raise ConfigError(f"unknown augmentation {name!r}; valid names: {valid}")

@@ -45,13 +45,19 @@ from contraclust.data.class_lists import (
     STL10_CLASSES,
 )
 from contraclust.data.dataset import ArrayDataset
-from contraclust.data.formats import DEFAULT_IMAGE_SIZE, load_image_folder, resize_images
+from contraclust.data.formats import (
+    DEFAULT_IMAGE_SIZE,
+    list_image_folder,
+    load_image_folder,
+    resize_images,
+)
 from contraclust.data.registry import (
     ALL_SPLIT,
     DatasetRequest,
     FileLayout,
     register_dataset,
 )
+from contraclust.data.streaming import StreamedImageDataset, stream_image_files
 from contraclust.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -256,15 +262,47 @@ def _stack_parts(
     return torch.cat(tensors), label_array, paths, skipped
 
 
+def _streamed_parts(
+    base: Path,
+    prefixes: Sequence[str],
+    labels: Sequence[int | np.ndarray],
+    class_names: Sequence[str],
+    request: DatasetRequest,
+    image_size: int | None,
+) -> StreamedImageDataset:
+    """Folders ``base/prefix`` listed (not decoded) into one streamed set."""
+    paths: list[str] = []
+    parts: list[np.ndarray] = []
+    for prefix, label in zip(prefixes, labels, strict=True):
+        relpaths = list_image_folder(base / prefix)
+        paths.extend(f"{prefix}/{relpath}" for relpath in relpaths)
+        parts.append(np.broadcast_to(np.asarray(label, dtype=np.int64), (len(relpaths),)))
+    return stream_image_files(
+        base,
+        paths,
+        np.concatenate(parts),
+        name="",
+        image_size=image_size,
+        skip_bad=request.skip_bad,
+        workers=request.workers,
+        class_names=class_names,
+    )
+
+
 def _class_folders_dataset(
     folders: Sequence[Path],
     prefixes: Sequence[str],
     labels: Sequence[int],
     class_names: Sequence[str],
     request: DatasetRequest,
-) -> ArrayDataset:
+) -> ArrayDataset | StreamedImageDataset:
     """One class per folder, every image decoded and resized (default 64×64)."""
     size = request.image_size or DEFAULT_IMAGE_SIZE
+    if request.stream:
+        base = folders[0]
+        for _ in prefixes[0].split("/"):
+            base = base.parent
+        return _streamed_parts(base, prefixes, labels, class_names, request, size)
     parts = [
         load_image_folder(folder, image_size=size, skip_bad=request.skip_bad) for folder in folders
     ]
@@ -298,6 +336,23 @@ def _read_wnids(path: Path) -> list[str]:
     return sorted(wnids)
 
 
+def _tiny_val_labels(
+    relpaths: Sequence[str], annotations_path: Path, index: Mapping[str, int]
+) -> np.ndarray:
+    annotations = read_tiny_imagenet_annotations(annotations_path)
+    val_labels = []
+    for relpath in relpaths:
+        wnid = annotations.get(Path(relpath).name)
+        if wnid is None or wnid not in index:
+            found = "not listed" if wnid is None else f"of unknown class {wnid}"
+            raise DataError(
+                f"tiny-imagenet: validation image {relpath} is {found} in "
+                f"{annotations_path}; unpack tiny-imagenet-200.zip again"
+            )
+        val_labels.append(index[wnid])
+    return np.asarray(val_labels, dtype=np.int64)
+
+
 @register_dataset(
     "tiny-imagenet",
     family="tiny-imagenet",
@@ -307,14 +362,19 @@ def _read_wnids(path: Path) -> list[str]:
     url_hint="http://cs231n.stanford.edu/tiny-imagenet-200.zip (unpacked)",
     layouts=[TINY_IMAGENET_LAYOUT],
     default_split="train",
+    streamable=True,
 )
-def _load_tiny_imagenet(files: Mapping[str, Path], request: DatasetRequest) -> ArrayDataset:
+def _load_tiny_imagenet(
+    files: Mapping[str, Path], request: DatasetRequest
+) -> ArrayDataset | StreamedImageDataset:
     wnids = _read_wnids(files[f"{_TINY}/wnids.txt"])
     index = {wnid: position for position, wnid in enumerate(wnids)}
     parts: list[ArrayDataset] = []
     labels: list[int | np.ndarray] = []
     prefixes: list[str] = []
     size = request.image_size
+    with_val = request.split in ("test", ALL_SPLIT)
+    annotations_path = files[f"{_TINY}/val/val_annotations.txt"] if with_val else None
     if request.split in ("train", ALL_SPLIT):
         train = files[f"{_TINY}/train/"]
         for wnid in wnids:
@@ -324,27 +384,23 @@ def _load_tiny_imagenet(files: Mapping[str, Path], request: DatasetRequest) -> A
                     f"tiny-imagenet: missing class folder {folder} listed in wnids.txt; "
                     "unpack tiny-imagenet-200.zip again"
                 )
-            parts.append(load_image_folder(folder, image_size=size, skip_bad=request.skip_bad))
+            if not request.stream:
+                parts.append(load_image_folder(folder, image_size=size, skip_bad=request.skip_bad))
             labels.append(index[wnid])
             prefixes.append(f"train/{wnid}")
-    if request.split in ("test", ALL_SPLIT):
-        annotations_path = files[f"{_TINY}/val/val_annotations.txt"]
-        annotations = read_tiny_imagenet_annotations(annotations_path)
+    if request.stream:
+        base = files[f"{_TINY}/wnids.txt"].parent
+        if annotations_path is not None:
+            relpaths = list_image_folder(base / "val/images")
+            labels.append(_tiny_val_labels(relpaths, annotations_path, index))
+            prefixes.append("val/images")
+        return _streamed_parts(base, prefixes, labels, wnids, request, size)
+    if annotations_path is not None:
         val = load_image_folder(
             files[f"{_TINY}/val/images/"], image_size=size, skip_bad=request.skip_bad
         )
-        val_labels = []
-        for relpath in val.paths or []:
-            wnid = annotations.get(Path(relpath).name)
-            if wnid is None or wnid not in index:
-                found = "not listed" if wnid is None else f"of unknown class {wnid}"
-                raise DataError(
-                    f"tiny-imagenet: validation image {relpath} is {found} in "
-                    f"{annotations_path}; unpack tiny-imagenet-200.zip again"
-                )
-            val_labels.append(index[wnid])
         parts.append(val)
-        labels.append(np.asarray(val_labels, dtype=np.int64))
+        labels.append(_tiny_val_labels(val.paths or [], annotations_path, index))
         prefixes.append("val/images")
     data, label_array, paths, skipped = _stack_parts(parts, labels, prefixes)
     return ArrayDataset(
@@ -366,7 +422,7 @@ _IMAGENET_HINT = (
 
 def _load_imagenet_subset(
     files: Mapping[str, Path], request: DatasetRequest, classes: Sequence[tuple[str, str]]
-) -> ArrayDataset:
+) -> ArrayDataset | StreamedImageDataset:
     return _class_folders_dataset(
         [files[f"train/{wnid}/"] for wnid, _ in classes],
         [f"train/{wnid}" for wnid, _ in classes],
@@ -385,8 +441,11 @@ def _load_imagenet_subset(
     url_hint=_IMAGENET_HINT,
     layouts=[_imagenet_subset_layout(IMAGENET10_CLASSES)],
     default_split="train",
+    streamable=True,
 )
-def _load_imagenet10(files: Mapping[str, Path], request: DatasetRequest) -> ArrayDataset:
+def _load_imagenet10(
+    files: Mapping[str, Path], request: DatasetRequest
+) -> ArrayDataset | StreamedImageDataset:
     return _load_imagenet_subset(files, request, IMAGENET10_CLASSES)
 
 
@@ -399,8 +458,11 @@ def _load_imagenet10(files: Mapping[str, Path], request: DatasetRequest) -> Arra
     url_hint=_IMAGENET_HINT,
     layouts=[_imagenet_subset_layout(IMAGENET_DOGS_CLASSES)],
     default_split="train",
+    streamable=True,
 )
-def _load_imagenet_dogs(files: Mapping[str, Path], request: DatasetRequest) -> ArrayDataset:
+def _load_imagenet_dogs(
+    files: Mapping[str, Path], request: DatasetRequest
+) -> ArrayDataset | StreamedImageDataset:
     return _load_imagenet_subset(files, request, IMAGENET_DOGS_CLASSES)
 
 
@@ -414,8 +476,11 @@ def _load_imagenet_dogs(files: Mapping[str, Path], request: DatasetRequest) -> A
     url_hint=_IMAGENET_HINT,
     layouts=[FileLayout("class folders", {"train": ("train/",), "test": ("val/",)})],
     default_split="train",
+    streamable=True,
 )
-def _load_imagenet(files: Mapping[str, Path], request: DatasetRequest) -> ArrayDataset:
+def _load_imagenet(
+    files: Mapping[str, Path], request: DatasetRequest
+) -> ArrayDataset | StreamedImageDataset:
     roots = []
     if request.split in ("train", ALL_SPLIT):
         roots.append(("train", files["train/"]))

@@ -742,6 +742,32 @@ def _list_image_files(root: Path) -> tuple[list[str], list[str]]:
     return [relpath for _, relpath in images], sorted(ignored)
 
 
+def list_image_folder(root: Path, image_size: int | None = None) -> list[str]:
+    """The image files under ``root`` (sorted relative paths), after checking the folder.
+
+    Raises:
+        DataError: for a missing path, a file, a bad ``image_size`` or a folder without
+            images (naming the other files found, if any).
+    """
+    if not root.exists():
+        raise DataError(f"no such file or directory: {root}")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder of images")
+    if image_size is not None and image_size < 1:
+        raise DataError(f"image_size must be a positive integer, got {image_size}")
+    relpaths, ignored = _list_image_files(root)
+    if ignored:
+        logger.info("%s: ignored %d non-image file(s), e.g. %s", root, len(ignored), ignored[0])
+    if not relpaths:
+        if ignored:
+            raise DataError(
+                f"no image files in {root}: found {len(ignored)} other file(s) such as "
+                f"{ignored[0]}; accepted extensions are {', '.join(sorted(IMAGE_EXTENSIONS))}"
+            )
+        raise DataError(f"{root} is empty: put image files (or one sub-folder per class) in it")
+    return relpaths
+
+
 def _fail_unreadable(root: Path, failures: list[_Failure]) -> None:
     failures = sorted(failures, key=lambda failure: failure.relpath)
     shown = ", ".join(f"{failure.relpath} ({failure.reason})" for failure in failures[:3])
@@ -781,23 +807,7 @@ def load_image_folder(
             unreadable images (unless ``skip_bad``), naming the first three.
     """
     root = Path(path)
-    if not root.exists():
-        raise DataError(f"no such file or directory: {root}")
-    if not root.is_dir():
-        raise DataError(f"{root} is not a folder of images")
-    if image_size is not None and image_size < 1:
-        raise DataError(f"image_size must be a positive integer, got {image_size}")
-    relpaths, ignored = _list_image_files(root)
-    if ignored:
-        logger.info("%s: ignored %d non-image file(s), e.g. %s", root, len(ignored), ignored[0])
-    if not relpaths:
-        if ignored:
-            raise DataError(
-                f"no image files in {root}: found {len(ignored)} other file(s) such as "
-                f"{ignored[0]}; accepted extensions are {', '.join(sorted(IMAGE_EXTENSIONS))}"
-            )
-        raise DataError(f"{root} is empty: put image files (or one sub-folder per class) in it")
-
+    relpaths = list_image_folder(root, image_size)
     failures: list[_Failure] = []
 
     def probe(relpath: str) -> _Probe | _Failure:

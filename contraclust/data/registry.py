@@ -36,6 +36,7 @@ from contraclust.data.formats import (
     read_usps_h5,
     resize_images,
 )
+from contraclust.data.streaming import StreamedImageDataset, stream_image_folder
 from contraclust.errors import DataError
 
 __all__ = [
@@ -118,11 +119,16 @@ class DatasetRequest:
         split: the split to read (``"train"``, ``"test"``, ``"all"``, ...), validated.
         image_size: the requested square side, for loaders that decode image files.
         skip_bad: skip unreadable image files instead of failing.
+        stream: return a :class:`~contraclust.data.streaming.StreamedImageDataset`
+            (only asked of sets registered as ``streamable``).
+        workers: processes that pre-scan streamed files (None: the default).
     """
 
     split: str
     image_size: int | None = None
     skip_bad: bool = False
+    stream: bool = False
+    workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,7 @@ class DatasetInfo:
         url_hint: where to download those files.
         layouts: the official layouts of a set with splits (see :class:`FileLayout`).
         default_split: the split read when none is asked for.
+        streamable: the loader can return the set as files streamed from disk.
     """
 
     name: str
@@ -149,6 +156,7 @@ class DatasetInfo:
     loader: Callable[..., ArrayDataset] = field(repr=False, compare=False)
     layouts: tuple[FileLayout, ...] = ()
     default_split: str | None = None
+    streamable: bool = False
 
     @property
     def needs_download(self) -> bool:
@@ -178,6 +186,7 @@ def register_dataset(
     *,
     layouts: Sequence[FileLayout] = (),
     default_split: str | None = None,
+    streamable: bool = False,
 ) -> Callable[[_Loader], _Loader]:
     """Register the decorated loader under ``name``.
 
@@ -185,6 +194,8 @@ def register_dataset(
     ``files``. With ``layouts`` it is called as ``loader(files, request)`` with the
     files of the split asked for, from the first layout that has them all; ``files``
     may then be empty (it is filled from the first layout and ``default_split``).
+    A ``streamable`` set (it needs ``layouts``) returns a streamed set of files when
+    its request says ``stream``.
 
     Example:
         >>> @register_dataset("toy", family="toy", description="two points",
@@ -213,6 +224,7 @@ def register_dataset(
             loader=loader,
             layouts=tuple(layouts),
             default_split=split if layouts else None,
+            streamable=streamable,
         )
         return loader
 
@@ -387,7 +399,9 @@ def load_dataset(
     image_size: int | None = None,
     skip_bad: bool = False,
     split: str | None = None,
-) -> ArrayDataset:
+    stream: bool = False,
+    workers: int | None = None,
+) -> ArrayDataset | StreamedImageDataset:
     """Load a registered data set by name, an image folder, or a ``.npy``/``.npz`` file.
 
     Args:
@@ -403,6 +417,10 @@ def load_dataset(
             reads the set's default, which is ``"all"`` for the sets clustering papers
             train on whole (MNIST, CIFAR, STL-10) and ``"train"`` for the ImageNet ones.
             Folders and array files are always read whole.
+        stream: for an image folder or a ``streamable`` set, return a
+            :class:`~contraclust.data.streaming.StreamedImageDataset` (files listed and
+            pre-scanned, nothing decoded); other sets are loaded into memory anyway.
+        workers: pre-scan processes of a streamed set (None: min(4, CPU count)).
 
     Raises:
         DataError: for an unknown name or split, a missing path or file, or bad data.
@@ -420,10 +438,20 @@ def load_dataset(
         chosen = _resolve_split(info, split)
         files = _locate_files(info, root, chosen)
         if info.layouts:
-            request = DatasetRequest(split=chosen, image_size=image_size, skip_bad=skip_bad)
+            request = DatasetRequest(
+                split=chosen,
+                image_size=image_size,
+                skip_bad=skip_bad,
+                stream=stream and info.streamable,
+                workers=workers,
+            )
             dataset = info.loader(files, request)
         else:
             dataset = info.loader(files)
+        if isinstance(dataset, StreamedImageDataset):
+            dataset.name = info.name
+            dataset.validate()
+            return dataset
         dataset = replace(dataset, name=info.name)
     else:
         if split is not None and split.strip().lower() != ALL_SPLIT:
@@ -432,6 +460,8 @@ def load_dataset(
                 "whole: drop --split"
             )
         path = Path(text).expanduser()
+        if path.is_dir() and stream:
+            return stream_image_folder(path, image_size, skip_bad, workers)
         if path.is_dir():
             dataset = load_image_folder(path, image_size=image_size, skip_bad=skip_bad)
         elif path.is_file():

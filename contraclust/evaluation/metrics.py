@@ -13,6 +13,7 @@ accepted, NaN is not). Anything else raises :class:`~contraclust.errors.DataErro
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,9 +25,10 @@ from sklearn.metrics import (
     normalized_mutual_info_score,
 )
 
-from contraclust.errors import DataError
+from contraclust.errors import ConfigError, DataError
 
 __all__ = [
+    "METRIC_KEYS",
     "cluster_accuracy",
     "contingency",
     "evaluate",
@@ -35,6 +37,9 @@ __all__ = [
 ]
 
 IntArray = NDArray[np.int64]
+
+#: What :func:`evaluate` returns by default, in this order.
+METRIC_KEYS = ("acc", "acc_many_to_one", "nmi", "ari", "ami", "n_clusters", "n_classes")
 
 
 def _as_labels(values: Any, name: str) -> IntArray:
@@ -142,23 +147,30 @@ def many_to_one_accuracy(y_true: Any, y_pred: Any) -> float:
     return _many_to_one(matrix)
 
 
-def evaluate(y_true: Any, y_pred: Any) -> dict[str, float | int]:
-    """All metrics at once.
+def evaluate(y_true: Any, y_pred: Any, keys: Sequence[str] | None = None) -> dict[str, float | int]:
+    """All metrics at once, or only those named in ``keys``.
 
     Keys: ``acc`` (:func:`cluster_accuracy`), ``acc_many_to_one``
     (:func:`many_to_one_accuracy`), ``nmi`` (normalised mutual information,
     arithmetic mean normalisation, scikit-learn's default), ``ari`` (adjusted Rand
     index), ``ami`` (adjusted mutual information), ``n_clusters`` and ``n_classes``
-    (numbers of distinct labels).
+    (numbers of distinct labels). Asking only for what is used pays with many
+    clusters: at K = 1000 AMI's expected-information term costs about nine tenths of
+    the whole call, and the training loop logs only ACC, NMI and ARI each epoch.
     """
+    wanted = tuple(METRIC_KEYS if keys is None else keys)
+    unknown = sorted(set(wanted) - set(METRIC_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown metric(s) {unknown}; valid: {', '.join(METRIC_KEYS)}")
     true, pred = _check_pair(y_true, y_pred)
     matrix, classes, clusters = _contingency(true, pred)
-    return {
-        "acc": _accuracy(matrix),
-        "acc_many_to_one": _many_to_one(matrix),
-        "nmi": float(normalized_mutual_info_score(true, pred)),
-        "ari": float(adjusted_rand_score(true, pred)),
-        "ami": float(adjusted_mutual_info_score(true, pred)),
-        "n_clusters": len(clusters),
-        "n_classes": len(classes),
+    compute: dict[str, Callable[[], float | int]] = {
+        "acc": lambda: _accuracy(matrix),
+        "acc_many_to_one": lambda: _many_to_one(matrix),
+        "nmi": lambda: float(normalized_mutual_info_score(true, pred)),
+        "ari": lambda: float(adjusted_rand_score(true, pred)),
+        "ami": lambda: float(adjusted_mutual_info_score(true, pred)),
+        "n_clusters": lambda: len(clusters),
+        "n_classes": lambda: len(classes),
     }
+    return {key: compute[key]() for key in wanted}

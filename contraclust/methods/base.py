@@ -8,7 +8,7 @@ predicts (``cluster_probs``) and what its embedding is (``embed``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -64,13 +64,21 @@ class ClusteringMethod(nn.Module):
         return len(self.input_shape) == 3
 
     @torch.no_grad()
-    def set_input_stats(self, data: Tensor, chunk: int = 4096) -> None:
-        """Per-channel (images) or per-feature (vectors) mean and std of the raw data."""
+    def set_input_stats(self, data: Tensor | Iterable[Tensor], chunk: int = 4096) -> None:
+        """Per-channel (images) or per-feature (vectors) mean and std of the raw data.
+
+        ``data`` is the whole tensor, or its batches in order (a streamed set); the
+        tensor is read in batches of ``chunk``, so both give the same statistics when
+        the batches are of that size.
+        """
         total = torch.zeros_like(self.input_mean, dtype=torch.float64)
         total_sq = torch.zeros_like(total)
         count = 0
-        for start in range(0, len(data), chunk):
-            x = self.to_unit(data[start : start + chunk], standardize=False).double()
+        if isinstance(data, Tensor):
+            tensor = data
+            data = (tensor[start : start + chunk] for start in range(0, len(tensor), chunk))
+        for batch in data:
+            x = self.to_unit(batch, standardize=False).double()
             dims = [0, 2, 3] if self.is_image else [0]
             total += x.sum(dim=dims).cpu()
             total_sq += (x * x).sum(dim=dims).cpu()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -134,6 +135,9 @@ class DECA(ClusteringMethod):
         self.anchor_loss = AnchorLoss()
         #: Training steps taken: schedules the refreshes of the data-set-level target.
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        #: ``steps_done`` as a Python int, so that a step on a GPU does not wait for the
+        #: device to read it back; None until first read (and after a state is loaded).
+        self._steps_host: int | None = None
         #: Seed of the k-means initialisation, drawn from torch's generator at the start
         #: of a run (kept for an initialisation at ``kmeans_init_step`` > 0).
         self.register_buffer("kmeans_seed", torch.zeros((), dtype=torch.long))
@@ -227,11 +231,17 @@ class DECA(ClusteringMethod):
         q = self._data_pass(lambda x: student_t_assignment(self.backbone(x), self.centers, alpha))
         self.dataset_target = dec_target(q).to(self.centers.device)
 
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._steps_host = None  # read the loaded step count at the next step
+
     # ------------------------------------------------------------------ training
     def training_loss(self, views: list[Tensor], clean: Tensor, index: Tensor) -> dict[str, Tensor]:
         p = self.params
         out: dict[str, Tensor] = {}
-        step = int(self.steps_done)
+        if self._steps_host is None:
+            self._steps_host = int(self.steps_done)
+        step = self._steps_host
         initialising = self.training and p.kmeans_init_step > 0 and step == p.kmeans_init_step
         if initialising:
             self._init_centers()
@@ -254,6 +264,7 @@ class DECA(ClusteringMethod):
             out["target_refreshed"] = torch.tensor(float(refresh), device=clean.device)
         if self.training:
             self.steps_done += 1
+            self._steps_host = step + 1
 
         x1, x2 = views
         b = clean.shape[0]

@@ -290,6 +290,11 @@ def available_backbones() -> list[str]:
     return sorted(BACKBONES)
 
 
+def resolve_backbone_name(name: str, input_shape: tuple[int, ...]) -> str:
+    """The backbone ``"auto"`` stands for with inputs of this shape; other names pass through."""
+    return _auto_backbone(tuple(input_shape)) if name == "auto" else name
+
+
 def _auto_backbone(input_shape: tuple[int, ...]) -> str:
     if len(input_shape) == 1:
         return "mlp"

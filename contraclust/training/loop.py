@@ -7,7 +7,9 @@ both seeded from ``train.seed`` and both saved in each checkpoint, so a CPU run 
 is stopped and resumed ends with the same weights as a run that never stopped.
 
 The data stay as uint8 (images) or float32 (vectors) tensors; each step indexes a
-batch, moves it to the device and augments it there.
+batch, moves it to the device and augments it there. Sets too large for memory are
+streamed instead (``data.stream``): DataLoader workers decode the files of each step's
+indices, drawn from the same permutation (see :mod:`contraclust.data.source`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +29,14 @@ import torch
 from torch import Tensor
 
 from contraclust.config import RunConfig, save_yaml
-from contraclust.data import ArrayDataset, load_dataset
-from contraclust.data.augment import build_augmentation
+from contraclust.data import ArrayDataset
+from contraclust.data.augment import build_augmentation, resolve_augmentation_name
+from contraclust.data.source import load_training_data, make_source
+from contraclust.data.streaming import StreamedImageDataset
 from contraclust.errors import ConfigError, ContraclustError
 from contraclust.evaluation import evaluate
 from contraclust.methods import ClusteringMethod
+from contraclust.models.backbones import resolve_backbone_name
 from contraclust.training import rundir
 from contraclust.training.checkpoint import (
     build_method,
@@ -149,6 +155,17 @@ def _fabric(cfg: RunConfig):
     return Fabric(accelerator=device.type, devices=devices, strategy=strategy, precision=precision)
 
 
+def model_input(x: Tensor) -> Tensor:
+    """A training batch in the layout convolutions run fastest on: channels-last images.
+
+    oneDNN (CPU) and cuDNN (GPU) work natively on NHWC; the first convolution then
+    keeps every later activation in that layout. Only the training views change: the
+    read-outs keep the default layout, so a saved model predicts exactly as it did at
+    the end of training. Measured in BENCHMARKS.md ("Speed changes").
+    """
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 class _Module(torch.nn.Module):
     """Routes the training step through ``forward`` so DDP and autocast wrap it."""
 
@@ -177,7 +194,7 @@ def launched_rank() -> int:
 
 def fit(
     cfg: RunConfig,
-    dataset: ArrayDataset | None = None,
+    dataset: ArrayDataset | StreamedImageDataset | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -211,13 +228,7 @@ def fit(
             saved.train.epochs = cfg.train.epochs
             cfg = saved
         if dataset is None:
-            dataset = load_dataset(
-                cfg.data.name,
-                root=cfg.data.root,
-                image_size=cfg.data.image_size,
-                skip_bad=cfg.data.skip_bad_images,
-                split=cfg.data.split,
-            )
+            dataset = load_training_data(cfg.data)
         dataset.validate()
         validate_config(cfg, len(dataset))
         fabric = _fabric(cfg)
@@ -237,7 +248,7 @@ def _close_handler(handler: logging.Handler | None) -> None:
 def _fit(
     fabric: Any,
     cfg: RunConfig,
-    dataset: ArrayDataset,
+    dataset: ArrayDataset | StreamedImageDataset,
     run_dir: Path | None,
     resume_state: dict[str, Any] | None,
     quiet: bool,
@@ -261,16 +272,21 @@ def _fit(
     method = build_method(cfg, dataset.input_shape, n)
     if world > 1 and device.type == "cuda" and cfg.train.sync_batchnorm:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
-    data = dataset.data
-    if device.type == "cuda" and data.numel() * data.element_size() < 4 * 2**30:
-        data = data.to(device)
+    data = make_source(dataset, device, cfg.data)
     if resume_state is None:
-        method.set_input_stats(data)
+        method.set_input_stats(data.batches(4096))
     else:
         method.load_state_dict(resume_state["state_dict"])
+    if method.trainable:
+        _resolve_auto_settings(cfg, dataset)
     if run_dir is not None and is_main:
         save_yaml(cfg.to_dict(), run_dir / rundir.CONFIG)
         log.info("run %s: %s on %s (%d samples)", run_dir, cfg.method, dataset.name, n)
+    if is_main:
+        settings = _settings_line(cfg, dataset, global_batch, method.trainable)
+        log.info("%s", settings)
+        if not quiet:
+            print(settings, file=sys.stderr)
 
     perm_gen = torch.Generator().manual_seed(cfg.train.seed)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1000 + rank)
@@ -282,7 +298,7 @@ def _fit(
     if not method.trainable:
         method.to(device)
         if resume_state is None:
-            method.fit_closed_form(method.to_unit(data))
+            method.fit_closed_form(method.to_unit(data.materialize()))
         optimizer = scheduler = None
     else:
         augment = build_augmentation(cfg.augment.name, dataset.kind, dataset.input_shape)
@@ -346,18 +362,21 @@ def _fit(
                 perm = torch.randperm(n, generator=perm_gen)
                 first = start_step if epoch == start_epoch else 0
                 sums: dict[str, Tensor] = partial_sums if first else {}
-                for step in range(first, steps_per_epoch):
+                # after Ctrl-C the epoch continues at step `first` of the same order
+                batches = data.train_batches(
+                    perm[first * global_batch :], global_batch, steps_per_epoch - first, rank, world
+                )
+                for step, (idx, raw) in enumerate(batches, start=first):
                     if stop.requested:
                         where = (epoch, step, steps_per_epoch)
                         _stop_at_step(run_dir, where, save_last, perm_state, sums)
-                    idx = perm[step * global_batch : (step + 1) * global_batch][rank::world]
-                    raw = data[idx.to(data.device)].to(device, non_blocking=True)
+                    raw = raw.to(device, non_blocking=True)
                     unit = method.to_unit(raw)
                     views = [
-                        method.normalize(augment(unit, generator=aug_gen))
+                        model_input(method.normalize(augment(unit, generator=aug_gen)))
                         for _ in range(method.n_views)
                     ]
-                    out = module(views, method.normalize(unit), idx.to(device))
+                    out = module(views, model_input(method.normalize(unit)), idx.to(device))
                     optimizer.zero_grad(set_to_none=True)
                     fabric.backward(out["loss"])
                     optimizer.step()
@@ -380,12 +399,19 @@ def _fit(
                 last = epoch + 1 == cfg.train.epochs
                 every = cfg.train.eval_every
                 if dataset.labels is not None and (last or (every and (epoch + 1) % every == 0)):
-                    pred = predict(method, data, device, cfg.train.predict_with, cfg.train.seed)
+                    pred = predict(
+                        method,
+                        data,
+                        device,
+                        cfg.train.predict_with,
+                        cfg.train.seed,
+                        keep_probs=last,  # only the final read-out keeps the N x K probs
+                    )
                     if last:  # the final read-out: not computed a second time below
                         prediction = pred
-                    scores = evaluate(dataset.labels, pred.labels)
+                    # Only what the row logs: AMI alone costs seconds at K = 1000.
+                    row.update(evaluate(dataset.labels, pred.labels, keys=("acc", "nmi", "ari")))
                     warn_empty_clusters(pred.labels, cfg.n_clusters, f"after epoch {epoch + 1}")
-                    row.update({k: scores[k] for k in ("acc", "nmi", "ari")})
                 history.append(row)
                 bar.set_postfix({k: f"{row[k]:.4f}" for k in ("loss", "acc") if k in row})
                 log.info(
@@ -439,6 +465,28 @@ def _stop_at_step(
     )
 
 
+def _resolve_auto_settings(cfg: RunConfig, dataset: ArrayDataset | StreamedImageDataset) -> None:
+    """Write what ``auto`` chose into the config, so config.yaml says what ran."""
+    cfg.model.backbone = resolve_backbone_name(cfg.model.backbone, dataset.input_shape)
+    cfg.augment.name = resolve_augmentation_name(
+        cfg.augment.name, dataset.kind, dataset.input_shape
+    )
+
+
+def _settings_line(
+    cfg: RunConfig, dataset: ArrayDataset | StreamedImageDataset, batch: int, trainable: bool
+) -> str:
+    shape = "x".join(str(s) for s in dataset.input_shape)
+    kind = "images" if dataset.kind == "image" else "vectors"
+    line = f"settings: {len(dataset)} {kind} of {shape}, {cfg.method}, K={cfg.n_clusters}"
+    if trainable:
+        line += (
+            f", backbone {cfg.model.backbone}, augmentation {cfg.augment.name}, "
+            f"{cfg.train.epochs} epochs of batch {batch}, {cfg.optim.name} lr {cfg.optim.lr:g}"
+        )
+    return line
+
+
 def cluster_summary(labels: np.ndarray, n_clusters: int) -> dict[str, Any]:
     sizes = np.bincount(labels, minlength=n_clusters)
     return {
@@ -463,7 +511,7 @@ def _write_outputs(
     run_dir: Path,
     cfg: RunConfig,
     method: ClusteringMethod,
-    dataset: ArrayDataset,
+    dataset: ArrayDataset | StreamedImageDataset,
     prediction: Prediction,
     metrics: dict[str, Any] | None,
     history: list[dict[str, Any]],

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from contraclust.data.source import BatchSource
 from contraclust.errors import ConfigError, DataError
 from contraclust.methods import ClusteringMethod
 
@@ -24,30 +25,47 @@ class Prediction:
     centers: np.ndarray | None = None
 
 
+def _batches(raw: Tensor | BatchSource, batch_size: int) -> Iterator[Tensor]:
+    if isinstance(raw, Tensor):
+        return (raw[start : start + batch_size] for start in range(0, len(raw), batch_size))
+    return raw.batches(batch_size)
+
+
 @torch.no_grad()
 def apply_batched(
     method: ClusteringMethod,
-    raw: Tensor,
+    raw: Tensor | BatchSource,
     fn: Callable[[Tensor], Tensor],
     device: torch.device,
     batch_size: int = 512,
 ) -> Tensor:
-    """Apply ``fn`` to the clean, normalised inputs of ``raw`` in batches; outputs on CPU."""
+    """Apply ``fn`` to the clean, normalised inputs of ``raw`` in batches; outputs on CPU.
+
+    ``raw`` is a tensor or a source of batches (a streamed set, see
+    :mod:`contraclust.data.source`); outputs come in dataset order either way. They
+    are written into one tensor allocated at the first batch, rather than kept as a
+    list and concatenated, which would hold them twice at the end.
+    """
     was_training = method.training
     method.eval()
-    outs = []
+    out: Tensor | None = None
     try:
-        for start in range(0, len(raw), batch_size):
-            x = method.prepare(raw[start : start + batch_size].to(device, non_blocking=True))
-            outs.append(fn(x).float().cpu())
+        start = 0
+        for batch in _batches(raw, batch_size):
+            x = method.prepare(batch.to(device, non_blocking=True))
+            y = fn(x).float()
+            if out is None:
+                out = torch.empty((len(raw), *y.shape[1:]), dtype=torch.float32)
+            out[start : start + len(y)] = y.cpu()
+            start += len(y)
     finally:
         method.train(was_training)
-    return torch.cat(outs) if outs else torch.empty(0)
+    return out if out is not None else torch.empty(0)
 
 
-def check_input_shape(method: ClusteringMethod, raw: Tensor) -> None:
+def check_input_shape(method: ClusteringMethod, raw: Tensor | BatchSource) -> None:
     expected = tuple(method.input_shape)
-    found = tuple(raw.shape[1:])
+    found = tuple(raw.shape[1:]) if isinstance(raw, Tensor) else tuple(raw.input_shape)
     if found != expected:
         kind = "images of shape (C, H, W)" if method.is_image else "vectors of length"
         raise DataError(
@@ -58,12 +76,13 @@ def check_input_shape(method: ClusteringMethod, raw: Tensor) -> None:
 
 def predict(
     method: ClusteringMethod,
-    raw: Tensor,
+    raw: Tensor | BatchSource,
     device: torch.device,
     readout: str = "head",
     seed: int = 0,
     batch_size: int = 512,
     centers: np.ndarray | None = None,
+    keep_probs: bool = True,
 ) -> Prediction:
     """Assign every sample of ``raw`` to a cluster with the chosen read-out.
 
@@ -71,10 +90,22 @@ def predict(
     clusters, seeded) on the method's embedding; the confidence is then a Student-t
     kernel of the distance to the assigned centre; pass the ``centers`` of an earlier
     call to assign new data to the same clusters. Labels are never used.
+
+    ``keep_probs=False`` is for scoring during training, which needs only the labels:
+    with the head read-out each batch is reduced to its label and confidence on the
+    device, so the N x K probabilities are neither copied to the host nor kept, and
+    ``probs`` is returned empty (N x 0).
     """
     if readout not in READOUTS:
         raise ConfigError(f"unknown read-out '{readout}'; valid: {', '.join(READOUTS)}")
     check_input_shape(method, raw)
+    if (readout == "head" or not method.trainable) and not keep_probs:
+        best = apply_batched(method, raw, _best_cluster(method), device, batch_size)
+        return Prediction(
+            labels=best[:, 1].numpy().astype(np.int64),
+            confidence=best[:, 0].numpy().astype(np.float32, copy=False),
+            probs=np.empty((len(best), 0), dtype=np.float32),
+        )
     if readout == "head" or not method.trainable:
         probs = apply_batched(method, raw, method.cluster_probs, device, batch_size)
     else:
@@ -88,10 +119,20 @@ def predict(
     confidence, labels = probs.max(dim=1)
     return Prediction(
         labels=labels.numpy().astype(np.int64),
-        confidence=confidence.numpy().astype(np.float32),
-        probs=probs.numpy().astype(np.float32),
+        confidence=confidence.numpy().astype(np.float32, copy=False),
+        probs=probs.numpy().astype(np.float32, copy=False),
         centers=None if centers is None else np.asarray(centers, dtype=np.float64),
     )
+
+
+def _best_cluster(method: ClusteringMethod) -> Callable[[Tensor], Tensor]:
+    """A batch's (confidence, label) pairs as a B x 2 tensor (labels exact below 2**24)."""
+
+    def best(x: Tensor) -> Tensor:
+        confidence, labels = method.cluster_probs(x).max(dim=1)
+        return torch.stack([confidence.float(), labels.float()], dim=1)
+
+    return best
 
 
 def soft_assign(x: np.ndarray, centers: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from sklearn.metrics import (
     normalized_mutual_info_score,
 )
 
-from contraclust.errors import DataError
+from contraclust.errors import ConfigError, DataError
 from contraclust.evaluation import (
     cluster_accuracy,
     contingency,
@@ -24,6 +24,7 @@ from contraclust.evaluation import (
     hungarian_mapping,
     many_to_one_accuracy,
 )
+from contraclust.evaluation.metrics import METRIC_KEYS
 
 
 def brute_force_accuracy(y_true: list[int], y_pred: list[int]) -> float:
@@ -220,3 +221,19 @@ def test_permuted_labels_score_perfectly(y_true: list[int], perm: list[int], shi
     assert result["nmi"] == pytest.approx(1.0)
     assert result["ari"] == pytest.approx(1.0)
     assert hungarian_mapping(y_true, y_pred) == {perm[t] * 7 + shift: t for t in set(y_true)}
+
+
+def test_evaluate_subset_of_keys_equals_the_full_result() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 7, 500)
+    p = np.where(rng.random(500) < 0.6, y, rng.integers(0, 9, 500))
+    full = evaluate(y, p)
+    some = evaluate(y, p, keys=("nmi", "acc"))
+    assert list(some) == ["nmi", "acc"]
+    assert some == {"nmi": full["nmi"], "acc": full["acc"]}
+    assert list(full) == list(METRIC_KEYS)
+
+
+def test_evaluate_refuses_unknown_keys() -> None:
+    with pytest.raises(ConfigError, match="unknown metric"):
+        evaluate([0, 1], [1, 0], keys=("acc", "f1"))

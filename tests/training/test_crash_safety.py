@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from sklearn.datasets import load_digits
 
 from contraclust.cli import main
@@ -92,6 +93,31 @@ def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(
     np.testing.assert_array_equal(straight.prediction.labels, resumed.prediction.labels)
     np.testing.assert_array_equal(straight.prediction.probs, resumed.prediction.probs)
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
+
+
+def test_ctrl_c_in_a_streamed_run_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streamed image folders continue inside the epoch too (the same batches follow)."""
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    digits = load_dataset("digits")
+    for i in range(200):
+        Image.fromarray(digits.data[i, 0].numpy()).save(folder / f"{i:03d}.png")
+
+    def cfg() -> RunConfig:
+        config = ctrl_c_cfg(epochs=2)
+        config.data.name, config.data.stream, config.data.workers = str(folder), "on", 0
+        return config
+
+    straight = fit(cfg(), run_dir=tmp_path / "straight", quiet=True)
+    monkeypatch.setattr(_CtrlCAtStep, "interrupt_at", 6)
+    with pytest.raises(TrainingInterrupted, match=r"epoch 2, step 2/4"):
+        fit(cfg(), run_dir=tmp_path / "stopped", quiet=True)
+    monkeypatch.setattr(_CtrlCAtStep, "interrupt_at", None)
+    resumed = fit(cfg(), run_dir=tmp_path / "stopped", resume=True, quiet=True)
+    for key, value in straight.method.state_dict().items():
+        assert torch.equal(resumed.method.state_dict()[key], value), key
 
 
 def test_ctrl_c_without_run_directory_says_nothing_was_saved(

@@ -1,0 +1,93 @@
+"""Quick checks of the benchmark scripts' own logic (they are not run here in full)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import _common  # noqa: E402
+import scaling  # noqa: E402
+import throughput  # noqa: E402
+
+
+def test_replace_section_keeps_the_rest_and_appends_when_missing() -> None:
+    text = "# B\n\nintro\n<!-- t:begin -->\nold\n<!-- t:end -->\nafter\n"
+    out = _common.replace_section(text, "t", "new\n", "T")
+    assert out == "# B\n\nintro\n<!-- t:begin -->\nnew\n<!-- t:end -->\nafter\n"
+    added = _common.replace_section("# B\n", "u", "rows", "Heading")
+    assert added == "# B\n\n## Heading\n\n<!-- u:begin -->\nrows\n<!-- u:end -->\n"
+
+
+def test_fitted_exponent_recovers_the_power() -> None:
+    ns = [1000, 3000, 10000, 30000]
+    assert scaling.fitted_exponent(ns, [2e-3 * n for n in ns]) == pytest.approx(1.0)
+    assert scaling.fitted_exponent(ns, [1e-6 * n**2 for n in ns]) == pytest.approx(2.0)
+
+
+def _round(name: str, rate: float, phases: tuple[float, ...]) -> dict:
+    return {
+        "pipeline": name,
+        "images_per_s": rate,
+        "phases": dict(zip(throughput.PHASES, phases, strict=True)),
+        "synced_phases": True,
+    }
+
+
+def test_summary_ratio_is_the_median_of_per_round_ratios() -> None:
+    rounds = [
+        _round("ours", 30.0, (1, 1, 1, 1)),
+        _round("reference", 10.0, (2, 0, 1, 1)),
+        _round("ours", 20.0, (1, 1, 1, 1)),
+        _round("reference", 20.0, (2, 0, 1, 1)),
+        _round("ours", 50.0, (1, 1, 1, 1)),
+        _round("reference", 25.0, (2, 0, 1, 1)),
+    ]
+    s = throughput.summarise(rounds, ["ours", "reference"])
+    assert s["ours"]["ratio_rounds"] == [3.0, 1.0, 2.0]
+    assert s["ours"]["ratio_to_reference"] == 2.0
+    assert s["ours"]["images_per_s"] == 30.0
+    assert s["reference"]["shares"]["load"] == pytest.approx(0.5)
+    assert s["ours"]["step_seconds"] == 4
+
+
+def test_reference_views_are_normalised_random_crops() -> None:
+    images = torch.randint(0, 256, (4, 3, 32, 32), generator=torch.Generator().manual_seed(0))
+    images = images.to(torch.uint8)
+    dataset = throughput.TwoViewDataset(
+        images, throughput.ReferenceTransform(32, [0.5] * 3, [0.25] * 3)
+    )
+    torch.manual_seed(0)
+    v1, v2, index = dataset[2]
+    assert v1.shape == v2.shape == (3, 32, 32) and index == 2
+    assert not torch.equal(v1, v2)  # two independent draws
+    # values are (x - 0.5) / 0.25 for x in [0, 1]
+    assert v1.min() >= -2.0 - 1e-6 and v1.max() <= 2.0 + 1e-6
+
+
+def test_gpu_script_parses_and_dry_runs(tmp_path: Path) -> None:
+    script = REPO / "benchmarks" / "gpu_cifar10.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    env = dict(os.environ, DRY_RUN="1", TINY="1", OUT=str(tmp_path / "tiny"))
+    proc = subprocess.run(
+        ["bash", str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "contraclust fit" in proc.stderr and "--device cpu --epochs 1" in proc.stderr
+    assert not (tmp_path / "tiny").exists()  # a dry run writes nothing
+    env = dict(os.environ, DRY_RUN="1", OUT=str(tmp_path / "gpu"))
+    env.pop("CONTRACLUST_DATA", None)
+    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "CONTRACLUST_DATA" in proc.stderr
+    env["CONTRACLUST_DATA"] = str(tmp_path)
+    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "--split all" in proc.stderr and "--device cuda" in proc.stderr
+    assert not (tmp_path / "gpu").exists()

@@ -1,0 +1,91 @@
+"""The tutorials in docs/ run as written.
+
+Every ```bash and ```python block of a page runs in order, in one fresh folder, with
+this interpreter's `contraclust` on PATH. ```console blocks (GPU runs, large
+downloads) are shown, not run. To keep CI short, each ``--epochs N`` becomes
+``--epochs max(1, N // 20)``; the checks below then look at what the page promised.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", flags=re.S | re.M)
+
+
+def _fast(code: str) -> str:
+    return re.sub(r"--epochs (\d+)", lambda m: f"--epochs {max(1, int(m.group(1)) // 20)}", code)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _check_image_folder(work: Path, output: str) -> None:
+    rows = _rows(work / "runs/photos/assignments.csv")
+    assert len(rows) == 1697
+    assert rows[0]["path"].endswith(".png")
+    assert {int(r["cluster"]) for r in rows} <= set(range(10))
+    new = _rows(work / "new_assignments.csv")
+    assert len(new) == 100
+    assert "metrics    none: the data had no labels" in output
+    # The resumed run went on past the first run's last epoch.
+    history = _rows(work / "runs/photos/metrics.csv")
+    assert [int(r["epoch"]) for r in history] == [1, 2]
+
+
+def _check_reproduce(work: Path, output: str) -> None:
+    assert "deca/digits" in output  # listed by `contraclust presets`
+    assert re.search(r"acc\s+0\.\d{4}", output)
+    config = (work / "runs/deca-anchor/config.yaml").read_text()
+    assert "anchor_weight: 0.5" in config
+
+
+def _check_multi_gpu(work: Path, output: str) -> None:
+    assert "devices: 2" in (work / "runs/ddp-check/config.yaml").read_text()
+    assert len(_rows(work / "runs/ddp-check/assignments.csv")) == 1797
+
+
+PAGES: dict[str, Callable[[Path, str], None]] = {
+    "tutorial-image-folder.md": _check_image_folder,
+    "tutorial-reproduce.md": _check_reproduce,
+    "tutorial-multi-gpu.md": _check_multi_gpu,
+}
+
+
+def test_every_tutorial_is_tested() -> None:
+    assert sorted(p.name for p in DOCS.glob("tutorial-*.md")) == sorted(PAGES)
+
+
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_tutorial_runs(page: str, tmp_path: Path) -> None:
+    blocks = BLOCK.findall((DOCS / page).read_text())
+    runnable = [(lang, code) for lang, code in blocks if lang in ("bash", "python")]
+    assert runnable, f"{page} has no runnable block"
+    assert {lang for lang, _ in blocks} <= {"bash", "python", "console", "text"}
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    output = []
+    for lang, code in runnable:
+        argv = (
+            ["bash", "-euo", "pipefail", "-c", _fast(code)]
+            if lang == "bash"
+            else [sys.executable, "-c", code]
+        )
+        done = subprocess.run(
+            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, f"{page}: block failed:\n{code}\n{done.stderr[-3000:]}"
+        output.append(done.stdout + done.stderr)
+    PAGES[page](tmp_path, "\n".join(output))
