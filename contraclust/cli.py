@@ -110,6 +110,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     out = Path(args.out) if args.out else _default_out(cfg)
+    if args.resume:
+        _keep_run_settings(args, cfg, out)
     if args.download and launched_rank() == 0:
         from contraclust.data.download import ensure_dataset
 
@@ -129,12 +131,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             report=not args.no_report,
         )
-    except KeyboardInterrupt:
-        print(
+    except KeyboardInterrupt as exc:
+        # TrainingInterrupted says where it stopped and what it saved
+        message = str(exc) or (
             f"interrupted; the last finished epoch is kept in {out / 'checkpoints'} "
-            "(continue with --resume)",
-            file=sys.stderr,
+            "(continue with --resume)"
         )
+        print(f"contraclust: {message}", file=sys.stderr)
         return 130
     if result.run_dir is not None and launched_rank() == 0:
         chosen = f"K={result.config.n_clusters} (chosen), " if result.k_search else ""
@@ -143,6 +146,21 @@ def cmd_fit(args: argparse.Namespace) -> int:
             f"({result.seconds:.1f} s) -> {out}"
         )
     return 0
+
+
+def _keep_run_settings(args: argparse.Namespace, cfg: Any, out: Path) -> None:
+    """``fit --resume --out DIR`` continues the run with its own method and length
+    unless --method / --epochs say otherwise (fit refuses another method)."""
+    from contraclust.training.checkpoint import read_checkpoint
+    from contraclust.training.rundir import LAST
+
+    if not (out / LAST).is_file():
+        return  # fit says there is nothing to resume
+    saved = read_checkpoint(out / LAST)["config"]
+    if args.method is None:
+        cfg.method = saved["method"]
+    if args.epochs is None:
+        cfg.train.epochs = saved["train"]["epochs"]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -511,7 +529,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=int, default=None, help="image decoding processes (default min(4, CPUs))"
     )
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out with its own settings (--epochs may lengthen it)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="do not write report.html at the end")

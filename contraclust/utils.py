@@ -59,7 +59,16 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     The lock names its holder (host and pid). A lock left by a process that no longer
     exists on this host is taken over.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirectoryError(
+            f"output path {run_dir} exists and is not a directory; choose another --out"
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirectoryError(
+            f"cannot create output directory {run_dir}: {exc.strerror}; choose another --out"
+        ) from None
     lock = run_dir / ".lock"
     me = f"{socket.gethostname()}:{os.getpid()}"
     while True:

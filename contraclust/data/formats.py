@@ -192,46 +192,59 @@ def read_usps_h5(path: str | Path) -> dict[str, np.ndarray]:
     _require_file(path)
     try:
         handle = h5py.File(path, "r")
-    except OSError as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         raise DataError(
-            f"{path} is not a readable HDF5 file ({exc}); download usps.h5 again"
-        ) from exc
+            f"{path} is not a readable HDF5 file ({_first_line(exc)}); download usps.h5 again"
+        ) from None
+    try:
+        with handle:
+            return _read_usps_splits(handle, path)
+    except DataError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        # h5py reports damaged metadata from many places, with these types
+        raise DataError(
+            f"{path} is damaged ({type(exc).__name__}: {_first_line(exc)}); download usps.h5 again"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:200]
+
+
+def _read_usps_splits(handle: Any, path: Path) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
-    with handle:
-        for split in ("train", "test"):
-            for key in ("data", "target"):
-                if f"{split}/{key}" not in handle:
-                    raise DataError(
-                        f"{path} has no '{split}/{key}' dataset; expected the USPS layout "
-                        "train/data, train/target, test/data, test/target"
-                    )
-            try:
-                data = np.asarray(handle[f"{split}/data"][()])
-                target = np.asarray(handle[f"{split}/target"][()])
-            except (OSError, ValueError, TypeError) as exc:
+    for split in ("train", "test"):
+        for key in ("data", "target"):
+            if f"{split}/{key}" not in handle:
                 raise DataError(
-                    f"{path}: cannot read '{split}' ({exc}); download it again"
-                ) from exc
-            if data.ndim != 2 or data.shape[1] != 256 or data.dtype.kind not in "fiu":
-                raise DataError(
-                    f"{path}: '{split}/data' has shape {data.shape} ({data.dtype}); "
-                    "expected (N, 256) numbers, one 16×16 image per row"
+                    f"{path} has no '{split}/{key}' dataset; expected the USPS layout "
+                    "train/data, train/target, test/data, test/target"
                 )
-            values = data.astype(np.float32, copy=False)
-            if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
-                raise DataError(
-                    f"{path}: '{split}/data' holds values outside [0, 1] or NaN; "
-                    "expected the USPS copy scaled to [0, 1]"
-                )
-            labels = _as_int_labels(target, f"{path}: '{split}/target'")
-            if labels.shape[0] != data.shape[0]:
-                raise DataError(
-                    f"{path}: '{split}/target' has {labels.shape[0]} labels for "
-                    f"{data.shape[0]} images"
-                )
-            images = np.rint(values * 255.0).astype(np.uint8).reshape(-1, 1, 16, 16)
-            out[f"{split}_x"] = images
-            out[f"{split}_y"] = labels
+        try:
+            data = np.asarray(handle[f"{split}/data"][()])
+            target = np.asarray(handle[f"{split}/target"][()])
+        except (OSError, ValueError, TypeError) as exc:
+            raise DataError(f"{path}: cannot read '{split}' ({exc}); download it again") from exc
+        if data.ndim != 2 or data.shape[1] != 256 or data.dtype.kind not in "fiu":
+            raise DataError(
+                f"{path}: '{split}/data' has shape {data.shape} ({data.dtype}); "
+                "expected (N, 256) numbers, one 16×16 image per row"
+            )
+        values = data.astype(np.float32, copy=False)
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+            raise DataError(
+                f"{path}: '{split}/data' holds values outside [0, 1] or NaN; "
+                "expected the USPS copy scaled to [0, 1]"
+            )
+        labels = _as_int_labels(target, f"{path}: '{split}/target'")
+        if labels.shape[0] != data.shape[0]:
+            raise DataError(
+                f"{path}: '{split}/target' has {labels.shape[0]} labels for {data.shape[0]} images"
+            )
+        images = np.rint(values * 255.0).astype(np.uint8).reshape(-1, 1, 16, 16)
+        out[f"{split}_x"] = images
+        out[f"{split}_y"] = labels
     return out
 
 
@@ -761,7 +774,7 @@ def _fail_unreadable(root: Path, failures: list[_Failure]) -> None:
     more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
     raise DataError(
         f"{len(failures)} unreadable image file(s) in {root}: {shown}{more}; fix or remove "
-        "them, or pass skip_bad=True (--skip-bad) to skip them"
+        "them, or pass skip_bad=True (--skip-bad-images) to skip them"
     )
 
 

@@ -486,7 +486,10 @@ def load_dataset(
             else:
                 dataset = load_array_file(path)
         elif isinstance(spec, Path) or _looks_like_path(text):
-            raise DataError(f"no such file or directory: {path.absolute()}")
+            raise DataError(
+                f"no such file or directory: {path.absolute()}; check the path, or give a "
+                "dataset name (see contraclust datasets)"
+            )
         else:
             raise DataError(
                 f"unknown dataset '{text}': valid names are {', '.join(_REGISTRY)} "

@@ -30,7 +30,9 @@ def build_method(cfg: RunConfig, input_shape: tuple[int, ...], n_samples: int) -
     """Instantiate the configured method for ``n_samples`` samples of ``input_shape``."""
     cls = get_method(cfg.method)
     if cfg.n_clusters < 2:
-        raise ConfigError(f"the number of clusters must be >= 2, got {cfg.n_clusters}")
+        raise ConfigError(
+            f"the number of clusters must be >= 2, got {cfg.n_clusters}; use --clusters 2 or more"
+        )
     params = from_dict(cls.Params, cfg.params, "params")
     return cls(params, cfg.n_clusters, tuple(input_shape), cfg.model, n_samples)
 
@@ -57,7 +59,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and check a checkpoint file without executing anything it contains."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(
+            f"checkpoint not found: {path}; give a run directory or a model.ckpt written by "
+            "contraclust fit (or Clusterer.save)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -69,7 +74,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(
             f"{path}: not a readable checkpoint ({exc.__class__.__name__}); the file is "
-            "truncated or corrupt"
+            "truncated or corrupt: restore it from a copy or train again"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a contraclust checkpoint")
@@ -77,7 +82,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: written by contraclust {state.get('contraclust_version')} in checkpoint "
             f"format {state.get('format_version')}; this is {__version__}, which reads format "
-            f"{FORMAT_VERSION}"
+            f"{FORMAT_VERSION}: open it with that version of contraclust or train again"
         )
     return state
 

@@ -46,6 +46,7 @@ from contraclust.training.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from contraclust.training.interrupt import StopRequest, TrainingInterrupted
 from contraclust.training.predict import Prediction, apply_batched, predict
 from contraclust.training.select_k import choose_k, validate_k_search, warm_start
 from contraclust.utils import atomic_write_json, resolve_device, run_lock
@@ -82,7 +83,9 @@ def validate_config(cfg: RunConfig, n_samples: int) -> None:
     if cfg.n_clusters == AUTO_CLUSTERS:
         validate_k_search(cfg, n_samples)
     elif cfg.n_clusters < 2:
-        raise ConfigError(f"the number of clusters must be >= 2, got {cfg.n_clusters}")
+        raise ConfigError(
+            f"the number of clusters must be >= 2, got {cfg.n_clusters}; use --clusters 2 or more"
+        )
     elif cfg.n_clusters > n_samples:
         raise ConfigError(
             f"the number of clusters ({cfg.n_clusters}) is larger than the number of "
@@ -329,7 +332,8 @@ def _fit(
     perm_gen = torch.Generator().manual_seed(cfg.train.seed)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1000 + rank)
     history: list[dict[str, Any]] = []
-    start_epoch = 0
+    start_epoch = start_step = 0
+    partial_sums: dict[str, Tensor] = {}
     prediction: Prediction | None = None
 
     if not method.trainable:
@@ -353,14 +357,39 @@ def _fit(
             torch.set_rng_state(resume_state["rng"]["torch"])
             history = list(resume_state["history"])
             start_epoch = int(resume_state["epoch"])
+            # A run stopped by Ctrl-C continues inside its epoch (see _stop_at_step).
+            start_step = int(resume_state.get("step", 0))
+            partial_sums = {
+                k: v.to(device) for k, v in resume_state.get("partial_sums", {}).items()
+            }
         method.on_fit_start(
             lambda fn: apply_batched(method, data, fn, device, batch_size=512),
             resumed=resume_state is not None,
         )
         module, optimizer = fabric.setup(module, optimizer)
 
+        def save_last(epoch: int, perm_state: Tensor, **position: Any) -> None:
+            if run_dir is None or not is_main:
+                return
+            state = make_checkpoint(
+                method,
+                cfg,
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                epoch=epoch,
+                rng={
+                    "perm": perm_state,
+                    "aug": aug_gen.get_state().cpu(),
+                    "torch": torch.get_rng_state(),
+                },
+                history=history,
+                **position,
+            )
+            save_checkpoint(state, run_dir / rundir.LAST)
+
+        stop = StopRequest(enabled=world == 1).install()
         bar = tqdm(
-            total=(cfg.train.epochs - start_epoch) * steps_per_epoch,
+            total=(cfg.train.epochs - start_epoch) * steps_per_epoch - start_step,
             disable=quiet or not is_main,
             unit="step",
             dynamic_ncols=True,
@@ -370,10 +399,18 @@ def _fit(
             for epoch in range(start_epoch, cfg.train.epochs):
                 epoch_start = time.perf_counter()
                 module.train()
+                perm_state = perm_gen.get_state()
                 perm = torch.randperm(n, generator=perm_gen)
-                sums: dict[str, Tensor] = {}
-                batches = data.train_batches(perm, global_batch, steps_per_epoch, rank, world)
-                for idx, raw in batches:
+                first = start_step if epoch == start_epoch else 0
+                sums: dict[str, Tensor] = partial_sums if first else {}
+                # after Ctrl-C the epoch continues at step `first` of the same order
+                batches = data.train_batches(
+                    perm[first * global_batch :], global_batch, steps_per_epoch - first, rank, world
+                )
+                for step, (idx, raw) in enumerate(batches, start=first):
+                    if stop.requested:
+                        where = (epoch, step, steps_per_epoch)
+                        _stop_at_step(run_dir, where, save_last, perm_state, sums)
                     raw = raw.to(device, non_blocking=True)
                     unit = method.to_unit(raw)
                     views = [
@@ -415,6 +452,7 @@ def _fit(
                         prediction = pred
                     # Only what the row logs: AMI alone costs seconds at K = 1000.
                     row.update(evaluate(dataset.labels, pred.labels, keys=("acc", "nmi", "ari")))
+                    warn_empty_clusters(pred.labels, cfg.n_clusters, f"after epoch {epoch + 1}")
                 history.append(row)
                 bar.set_postfix({k: f"{row[k]:.4f}" for k in ("loss", "acc") if k in row})
                 log.info(
@@ -423,25 +461,13 @@ def _fit(
                     cfg.train.epochs,
                     " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
                 )
+                save_last(epoch + 1, perm_gen.get_state())
                 if run_dir is not None and is_main:
-                    state = make_checkpoint(
-                        method,
-                        cfg,
-                        optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict(),
-                        epoch=epoch + 1,
-                        rng={
-                            "perm": perm_gen.get_state(),
-                            "aug": aug_gen.get_state().cpu(),
-                            "torch": torch.get_rng_state(),
-                        },
-                        history=history,
-                    )
-                    save_checkpoint(state, run_dir / rundir.LAST)
                     rundir.write_history_csv(run_dir / rundir.METRICS_CSV, history)
                 if world > 1:
                     fabric.barrier()
         finally:
+            stop.restore()
             bar.close()
 
     method.eval()
@@ -475,6 +501,31 @@ def _write_report(
         log.info("report: %s", path)
 
 
+def _stop_at_step(
+    run_dir: Path | None,
+    position: tuple[int, int, int],
+    save_last: Any,
+    perm_state: Tensor,
+    sums: dict[str, Tensor],
+) -> None:
+    """Save where training stands (between two steps) and raise TrainingInterrupted.
+
+    The checkpoint records the sample order's generator as it was before this epoch's
+    shuffle, the step reached and the loss sums so far, so that a resumed run redoes
+    the same shuffle, skips the finished steps and ends as if it had never stopped.
+    """
+    epoch, step, steps_per_epoch = position
+    where = f"epoch {epoch + 1}, step {step}/{steps_per_epoch}"
+    if run_dir is None:
+        raise TrainingInterrupted(f"training interrupted in {where}; nothing was saved")
+    save_last(epoch, perm_state, step=step, partial_sums=sums)
+    log.warning("interrupted in %s; saved %s", where, run_dir / rundir.LAST)
+    raise TrainingInterrupted(
+        f"training interrupted in {where}; saved {run_dir / rundir.LAST}; "
+        f"continue with: contraclust fit --resume --out {run_dir}"
+    )
+
+
 def _resolve_auto_settings(cfg: RunConfig, dataset: ArrayDataset | StreamedImageDataset) -> None:
     """Write what ``auto`` chose into the config, so config.yaml says what ran."""
     cfg.model.backbone = resolve_backbone_name(cfg.model.backbone, dataset.input_shape)
@@ -503,6 +554,18 @@ def cluster_summary(labels: np.ndarray, n_clusters: int) -> dict[str, Any]:
         "cluster_sizes": [int(s) for s in sizes],
         "empty_clusters": [int(k) for k in np.flatnonzero(sizes == 0)],
     }
+
+
+def warn_empty_clusters(labels: np.ndarray, n_clusters: int, when: str) -> list[int]:
+    """Log (to train.log) the clusters no sample is assigned to; returns them.
+
+    A cluster that empties is a symptom of collapse: the run goes on, but the user
+    should know that fewer than K clusters are in use.
+    """
+    empty = cluster_summary(labels, n_clusters)["empty_clusters"]
+    if empty:
+        log.warning("%d of %d clusters are empty %s: %s", len(empty), n_clusters, when, empty)
+    return empty
 
 
 def _write_outputs(
@@ -548,5 +611,4 @@ def _write_outputs(
     atomic_write_json(run_dir / rundir.METRICS_JSON, summary)
     if history:
         rundir.write_history_csv(run_dir / rundir.METRICS_CSV, history)
-    if summary["empty_clusters"]:
-        log.warning("empty clusters at the end of training: %s", summary["empty_clusters"])
+    warn_empty_clusters(prediction.labels, cfg.n_clusters, "at the end of training")

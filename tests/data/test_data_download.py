@@ -359,6 +359,11 @@ def tar_with(kind: str) -> bytes:
             info.type = tarfile.CHRTYPE
             info.devmajor, info.devminor = 1, 3
             tar.addfile(info)
+        elif kind == "block-device":
+            info = tarfile.TarInfo("set/disk")
+            info.type = tarfile.BLKTYPE
+            info.devmajor, info.devminor = 8, 0
+            tar.addfile(info)
         elif kind == "fifo":
             info = tarfile.TarInfo("set/pipe")
             info.type = tarfile.FIFOTYPE
@@ -375,6 +380,7 @@ def tar_with(kind: str) -> bytes:
         ("symlink", "the link"),
         ("hardlink", "the link"),
         ("device", "device"),
+        ("block-device", "device or pipe"),
         ("fifo", "device or pipe"),
     ],
 )
@@ -391,7 +397,13 @@ def test_unsafe_tar_members_refuse_the_archive(kind: str, words: str, tmp_path: 
 
 
 def test_unsafe_zip_members_refuse_the_archive(tmp_path: Path) -> None:
-    for name, external in (("../evil", 0o100644), ("set/link", 0o120777)):
+    for name, external in (
+        ("../evil", 0o100644),
+        ("set/link", 0o120777),
+        ("set/pipe", 0o010644),  # FIFO
+        ("set/null", 0o020644),  # character device
+        ("set/disk", 0o060644),  # block device
+    ):
         archive = tmp_path / "bad.zip"
         with zipfile.ZipFile(archive, "w") as bundle:
             bundle.writestr("set/good.bin", b"abc")
