@@ -34,7 +34,7 @@ from contraclust.data.augment import build_augmentation, resolve_augmentation_na
 from contraclust.data.features import features_dataset
 from contraclust.data.source import load_training_data, make_source
 from contraclust.data.streaming import StreamedImageDataset
-from contraclust.errors import ConfigError, ContraclustError
+from contraclust.errors import ConfigError, ContraclustError, DataError
 from contraclust.evaluation import evaluate
 from contraclust.methods import ClusteringMethod
 from contraclust.models.backbones import resolve_backbone_name
@@ -80,6 +80,11 @@ class FitResult:
 def validate_config(cfg: RunConfig, n_samples: int) -> None:
     """Range checks that need no model; each error names the option and its range."""
     t, o = cfg.train, cfg.optim
+    if n_samples < 2:
+        raise DataError(
+            f"the data holds only {n_samples} sample(s); clustering needs at least 2 "
+            "(and at least K)"
+        )
     if cfg.n_clusters == AUTO_CLUSTERS:
         validate_k_search(cfg, n_samples)
     elif cfg.n_clusters < 2:

@@ -217,9 +217,14 @@ CASES: dict[str, Case] = {
         r"save it with numpy\.save",
     ),
     "unsupported file type": Case(
-        fit_on(lambda t: user_file(t, "data.csv", "1,2\n")),
-        r"unsupported file type '\.csv'",
-        r"give a folder of images, a \.npy or \.npz file",
+        fit_on(lambda t: user_file(t, "data.xlsx", "1,2\n")),
+        r"unsupported file type '\.xlsx'",
+        r"give a folder of images, a \.npy, \.npz, \.csv or \.parquet file",
+    ),
+    "table of one row": Case(
+        fit_on(lambda t: user_file(t, "one.csv", "1,2\n")),
+        r"only 1 sample",
+        r"at least 2",
     ),
     "array with NaN": Case(
         fit_on(lambda t: vectors_with(np.nan, t), "--clusters", "3"),
