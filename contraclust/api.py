@@ -248,6 +248,7 @@ class Clusterer:
                 self.config_.train.predict_with,
                 self.config_.train.seed,
                 centers=self.readout_centers_,
+                progress="predicting" if self.verbose else None,
             )
         finally:
             self.model_.cpu()

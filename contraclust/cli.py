@@ -317,6 +317,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise RunDirectoryError(f"{out} exists; pass --overwrite to replace it")
     est = load(args.run_dir)
     est.device = args.device
+    est.verbose = not args.quiet
     ds = _load_for_model(args.input, est.model_.input_shape, est.config_)
     pred = est._predict(ds)
     write_assignments(out, pred.labels, pred.confidence, ds.labels, ds.paths, ds.class_names)
@@ -545,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, help="CSV file to write")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(

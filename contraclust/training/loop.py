@@ -452,6 +452,7 @@ def _fit(
                         cfg.train.predict_with,
                         cfg.train.seed,
                         keep_probs=last,  # only the final read-out keeps the N x K probs
+                        progress=None if quiet or not is_main else "scoring",
                     )
                     if last:  # the final read-out: not computed a second time below
                         prediction = pred
@@ -477,7 +478,14 @@ def _fit(
 
     method.eval()
     if prediction is None:
-        prediction = predict(method, data, device, cfg.train.predict_with, cfg.train.seed)
+        prediction = predict(
+            method,
+            data,
+            device,
+            cfg.train.predict_with,
+            cfg.train.seed,
+            progress=None if quiet or not is_main else "predicting",
+        )
     metrics = evaluate(dataset.labels, prediction.labels) if dataset.labels is not None else None
     seconds = time.perf_counter() - start_time
     method.cpu()

@@ -38,8 +38,11 @@ def apply_batched(
     fn: Callable[[Tensor], Tensor],
     device: torch.device,
     batch_size: int = 512,
+    progress: str | None = None,
 ) -> Tensor:
     """Apply ``fn`` to the clean, normalised inputs of ``raw`` in batches; outputs on CPU.
+
+    With ``progress`` (a label) a progress bar counts the batches.
 
     ``raw`` is a tensor or a source of batches (a streamed set, see
     :mod:`contraclust.data.source`); outputs come in dataset order either way. They
@@ -51,7 +54,13 @@ def apply_batched(
     out: Tensor | None = None
     try:
         start = 0
-        for batch in _batches(raw, batch_size):
+        batches = _batches(raw, batch_size)
+        if progress is not None:
+            from tqdm.auto import tqdm
+
+            total = -(-len(raw) // batch_size)
+            batches = tqdm(batches, desc=progress, total=total, unit="batch", leave=False)
+        for batch in batches:
             x = method.prepare(batch.to(device, non_blocking=True))
             y = fn(x).float()
             if out is None:
@@ -83,6 +92,7 @@ def predict(
     batch_size: int = 512,
     centers: np.ndarray | None = None,
     keep_probs: bool = True,
+    progress: str | None = None,
 ) -> Prediction:
     """Assign every sample of ``raw`` to a cluster with the chosen read-out.
 
@@ -95,21 +105,24 @@ def predict(
     with the head read-out each batch is reduced to its label and confidence on the
     device, so the N x K probabilities are neither copied to the host nor kept, and
     ``probs`` is returned empty (N x 0).
+
+    ``progress``: a label for a progress bar over the batches (None: no bar).
     """
     if readout not in READOUTS:
         raise ConfigError(f"unknown read-out '{readout}'; valid: {', '.join(READOUTS)}")
     check_input_shape(method, raw)
     if (readout == "head" or not method.trainable) and not keep_probs:
-        best = apply_batched(method, raw, _best_cluster(method), device, batch_size)
+        best = apply_batched(method, raw, _best_cluster(method), device, batch_size, progress)
         return Prediction(
             labels=best[:, 1].numpy().astype(np.int64),
             confidence=best[:, 0].numpy().astype(np.float32, copy=False),
             probs=np.empty((len(best), 0), dtype=np.float32),
         )
     if readout == "head" or not method.trainable:
-        probs = apply_batched(method, raw, method.cluster_probs, device, batch_size)
+        probs = apply_batched(method, raw, method.cluster_probs, device, batch_size, progress)
     else:
-        emb = apply_batched(method, raw, method.embed, device, batch_size).double().numpy()
+        embedded = apply_batched(method, raw, method.embed, device, batch_size, progress)
+        emb = embedded.double().numpy()
         if centers is None:
             from sklearn.cluster import KMeans
 

@@ -40,3 +40,14 @@ def test_apply_batched_keeps_order_across_a_partial_last_batch(method_and_data) 
     one = apply_batched(method, data[250:], method.embed, torch.device("cpu"), batch_size=512)
     assert out.shape[0] == len(data) == 300
     torch.testing.assert_close(out[250:], one, rtol=1e-5, atol=1e-5)
+
+
+def test_progress_bar_only_when_asked(method_and_data, capsys) -> None:
+    method, data = method_and_data
+    device = torch.device("cpu")
+    quiet = predict(method, data, device, batch_size=64)
+    assert capsys.readouterr().err == ""
+    shown = predict(method, data, device, batch_size=64, progress="predicting")
+    err = capsys.readouterr().err
+    assert "predicting" in err and "/5 " in err  # 300 samples in batches of 64
+    np.testing.assert_array_equal(shown.labels, quiet.labels)
