@@ -39,6 +39,7 @@ def _check_image_folder(work: Path, output: str) -> None:
     new = _rows(work / "new_assignments.csv")
     assert len(new) == 100
     assert "metrics    none: the data had no labels" in output
+    assert 'id="cluster-9"' in (work / "runs/photos/report.html").read_text()
     # The resumed run went on past the first run's last epoch.
     history = _rows(work / "runs/photos/metrics.csv")
     assert [int(r["epoch"]) for r in history] == [1, 2]
