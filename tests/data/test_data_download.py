@@ -23,6 +23,7 @@ from local_http import ServerState, serve
 
 from contraclust.data import download, load_dataset
 from contraclust.data.download import (
+    SOURCES,
     DownloadSource,
     RemoteFile,
     dataset_status,
@@ -547,3 +548,20 @@ def test_unreachable_address_is_one_clear_error(
     use_source(monkeypatch, "mnist", f"http://127.0.0.1:{port}/", {MNIST_NAMES[0]: b"x"})
     with pytest.raises(DataError, match=rf"cannot reach http://127\.0\.0\.1:{port}/train-images"):
         download_dataset("mnist", tmp_path, progress=False)
+
+
+def test_stored_sha256_matches_the_real_mnist_label_files(shared_data_dir: Path) -> None:
+    """The SHA-256s come from another project's lists; two of them can be checked here."""
+    known = {remote.name: remote for remote in SOURCES["mnist"].files}
+    for official, shared in (
+        ("t10k-labels-idx1-ubyte.gz", "mnist-t10k-labels-idx1-ubyte.gz"),
+        ("train-labels-idx1-ubyte.gz", "mnist-train-labels-idx1-ubyte.gz"),
+    ):
+        digest = hashlib.sha256((shared_data_dir / shared).read_bytes()).hexdigest()
+        assert known[official].checksum == ("sha256", digest)
+
+
+def test_sha256_is_preferred_to_md5() -> None:
+    remote = RemoteFile("a.bin", md5="0" * 32, sha256="f" * 64)
+    assert remote.checksum == ("sha256", "f" * 64)
+    assert RemoteFile("b.bin", md5="A" * 32).checksum == ("md5", "a" * 32)
