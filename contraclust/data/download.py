@@ -118,10 +118,10 @@ _TORONTO = "https://www.cs.toronto.edu/~kriz/"
 
 #: The downloadable families. Only checksums published elsewhere are listed, none is
 #: computed here: the MD5s published by the data sets' authors or by torchvision's
-#: dataset code, and the SHA-256s that TensorFlow Datasets records for the same files
-#: (its url_checksums lists; the MNIST label files match the copies in ../shared/data).
-#: SHA-256 is checked where it is known, MD5 otherwise (the CIFAR python archives and
-#: Tiny ImageNet, for which no SHA-256 was found).
+#: dataset code, and the SHA-256s that TensorFlow Datasets (url_checksums lists) and
+#: Keras (the CIFAR python archives) record for the same files; the MNIST label files
+#: match the copies in ../shared/data. SHA-256 is checked where it is known, MD5
+#: otherwise (Tiny ImageNet, for which no SHA-256 was found).
 SOURCES: dict[str, DownloadSource] = {
     "mnist": DownloadSource(
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -185,7 +185,10 @@ SOURCES: dict[str, DownloadSource] = {
         ),
         (
             RemoteFile(
-                "cifar-10-python.tar.gz", md5="c58f30108f718f92721af3b95e74349a", unpack=True
+                "cifar-10-python.tar.gz",
+                md5="c58f30108f718f92721af3b95e74349a",
+                sha256="6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+                unpack=True,
             ),
         ),
     ),
@@ -201,7 +204,10 @@ SOURCES: dict[str, DownloadSource] = {
         ),
         (
             RemoteFile(
-                "cifar-100-python.tar.gz", md5="eb9058c3a382ffc7106e4002c42a8d85", unpack=True
+                "cifar-100-python.tar.gz",
+                md5="eb9058c3a382ffc7106e4002c42a8d85",
+                sha256="85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7",
+                unpack=True,
             ),
         ),
     ),
