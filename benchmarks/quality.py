@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument(
         "--merge",
         action="store_true",
-        help="keep rows of earlier runs for other method/dataset pairs",
+        help="keep the rows of earlier runs, replacing those of the runs made now",
     )
     parser.add_argument(
         "--report-only",
@@ -199,11 +199,11 @@ def main() -> None:
         print(f"not implemented here, skipped: {', '.join(skipped)}", file=sys.stderr)
     rows: list[dict[str, Any]] = []
     if args.merge and RESULTS.exists():
-        done = {(m, d) for m in methods for d in args.datasets}
+        done = {(m, d, s) for m in methods for d in args.datasets for s in args.seeds}
         rows = [
             r
             for r in json.loads(RESULTS.read_text())["runs"]
-            if (r["method"], r["dataset"]) not in done
+            if (r["method"], r["dataset"], r["seed"]) not in done
         ]
     failed: list[str] = []
     for dataset in args.datasets:

@@ -14,6 +14,7 @@ from PIL import Image
 from contraclust.cli import main
 from contraclust.config import RunConfig
 from contraclust.data import load_dataset
+from contraclust.errors import ConfigError
 from contraclust.training import fit
 
 
@@ -92,3 +93,19 @@ def test_streamed_run_resumes_to_the_same_weights(digit_folder: Path, tmp_path: 
     )
     for key, value in straight.method.state_dict().items():
         assert torch.equal(resumed.method.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize(
+    ("change", "option"),
+    [({"n_clusters": "auto"}, "--clusters auto"), ({"features": "net.pt"}, "--features")],
+)
+def test_options_that_need_the_images_in_memory_refuse_a_streamed_set(
+    digit_folder: Path, change: dict[str, str], option: str
+) -> None:
+    cfg = config("cc", digit_folder, "on")
+    if "n_clusters" in change:
+        cfg.n_clusters = change["n_clusters"]
+    else:
+        cfg.data.features = change["features"]
+    with pytest.raises(ConfigError, match=f"{option} needs the images in memory.*--stream off"):
+        fit(cfg, quiet=True)
