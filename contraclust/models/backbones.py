@@ -325,8 +325,7 @@ def build_backbone(name: str, input_shape: tuple[int, ...], width: int | None = 
             "input_shape must be (D,) for vectors or (C, H, W) for images with positive "
             f"sizes, got {tuple(input_shape)!r}"
         )
-    if name == "auto":
-        name = _auto_backbone(shape)
+    name = resolve_backbone_name(name, shape)
     if name not in BACKBONES:
         valid = ", ".join(["auto", *available_backbones()])
         raise ConfigError(f"unknown backbone {name!r}; valid names: {valid}")
