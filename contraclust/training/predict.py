@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from contraclust.data.source import BatchSource
+from contraclust.data.source import BatchSource, InMemorySource
 from contraclust.errors import ConfigError, DataError
 from contraclust.methods import ClusteringMethod
 
@@ -26,9 +26,8 @@ class Prediction:
 
 
 def _batches(raw: Tensor | BatchSource, batch_size: int) -> Iterator[Tensor]:
-    if isinstance(raw, Tensor):
-        return (raw[start : start + batch_size] for start in range(0, len(raw), batch_size))
-    return raw.batches(batch_size)
+    source = InMemorySource(raw) if isinstance(raw, Tensor) else raw
+    return source.batches(batch_size)
 
 
 @torch.no_grad()
