@@ -78,6 +78,7 @@ def build_config(args: argparse.Namespace):
     put("optim", "lr", args.lr)
     put("optim", "name", args.optimizer)
     put("train", "epochs", args.epochs)
+    put("train", "self_label_epochs", args.self_label)
     put("train", "batch_size", args.batch_size)
     put("train", "seed", args.seed)
     put("train", "device", args.device)
@@ -150,7 +151,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def _keep_run_settings(args: argparse.Namespace, cfg: Any, out: Path) -> None:
     """``fit --resume --out DIR`` continues the run with its own method and length
-    unless --method / --epochs say otherwise (fit refuses another method)."""
+    unless --method / --epochs / --self-label say otherwise (fit refuses another method)."""
     from contraclust.training.checkpoint import read_checkpoint
     from contraclust.training.rundir import LAST
 
@@ -161,6 +162,8 @@ def _keep_run_settings(args: argparse.Namespace, cfg: Any, out: Path) -> None:
         cfg.method = saved["method"]
     if args.epochs is None:
         cfg.train.epochs = saved["train"]["epochs"]
+    if args.self_label is None:
+        cfg.train.self_label_epochs = saved["train"].get("self_label_epochs", 0)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -449,6 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="candidates of --clusters auto (default: 2:min(20, N/10))",
     )
     p.add_argument("--epochs", "-e", type=int, default=None)
+    p.add_argument(
+        "--self-label",
+        type=int,
+        default=None,
+        metavar="EPOCHS",
+        help="epochs of self-labelling after training (SCAN's step 3; default 0)",
+    )
     p.add_argument(
         "--out", "-o", default=None, help="run directory (default: runs/<method>-<data>)"
     )

@@ -116,6 +116,14 @@ class TrainConfig:
     #: How clusters are read out: ``head`` (argmax of the cluster head) or ``kmeans``
     #: (k-means on the embedding).
     predict_with: str = "head"
+    #: Epochs of self-labelling after the method's ``epochs`` (0: none): the confident
+    #: clean predictions become cross-entropy targets of the augmented views (SCAN's
+    #: third step, ``contraclust.losses.SelfLabelLoss``); not part of the methods' papers.
+    self_label_epochs: int = 0
+    #: Smallest top probability that makes a prediction a self-labelling target.
+    self_label_threshold: float = 0.99
+    #: Constant learning rate of the self-labelling epochs; None: ``optim.lr``.
+    self_label_lr: float | None = None
 
 
 @dataclass

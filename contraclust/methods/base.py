@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from contraclust.config import ModelConfig
+from contraclust.losses.self_label import SelfLabelLoss
 
 
 @dataclass
@@ -135,6 +136,22 @@ class ClusteringMethod(nn.Module):
         sample's position in the training set (for memory banks). Must contain
         ``loss``; other entries are logged (detach them)."""
         raise NotImplementedError
+
+    def self_label_loss(
+        self, views: list[Tensor], clean: Tensor, loss_fn: SelfLabelLoss
+    ) -> dict[str, Tensor]:
+        """Losses of a self-labelling step (``train.self_label_epochs``).
+
+        The clean batch's cluster probabilities, without gradient, are the targets of
+        the views' probabilities (all views in one pass, so batch norm sees them
+        together). ``confident`` logs the share of the batch that has a target.
+        """
+        with torch.no_grad():
+            target = self.cluster_probs(clean).float()
+        probs = self.cluster_probs(torch.cat(views, dim=0)).float()
+        loss = loss_fn(target, probs.clamp_min(torch.finfo(probs.dtype).tiny).log())
+        mask, _ = loss_fn.confident(target)
+        return {"loss": loss, "confident": mask.float().mean()}
 
     # ------------------------------------------------------------------ read-outs
     def cluster_probs(self, x: Tensor) -> Tensor:

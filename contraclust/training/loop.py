@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from contraclust.checks import check_int, check_number
 from contraclust.config import AUTO_CLUSTERS, RunConfig, save_yaml
 from contraclust.data import ArrayDataset
 from contraclust.data.augment import build_augmentation, resolve_augmentation_name
@@ -36,6 +37,7 @@ from contraclust.data.source import load_training_data, make_source
 from contraclust.data.streaming import StreamedImageDataset
 from contraclust.errors import ConfigError, ContraclustError, DataError
 from contraclust.evaluation import evaluate
+from contraclust.losses import SelfLabelLoss
 from contraclust.methods import ClusteringMethod
 from contraclust.models.backbones import resolve_backbone_name
 from contraclust.training import rundir
@@ -122,6 +124,11 @@ def validate_config(cfg: RunConfig, n_samples: int) -> None:
         raise ConfigError(f"unknown schedule '{o.schedule}'; valid: {', '.join(SCHEDULES)}")
     if o.warmup_epochs < 0:
         raise ConfigError(f"warmup_epochs must be >= 0, got {o.warmup_epochs}")
+    if t.self_label_epochs:
+        check_int("self_label_epochs", t.self_label_epochs, low=0)
+        SelfLabelLoss(t.self_label_threshold)  # checks the threshold
+        if t.self_label_lr is not None:
+            check_number("self_label_lr", t.self_label_lr)
 
 
 def _make_optimizer(params: list[torch.nn.Parameter], cfg: RunConfig) -> torch.optim.Optimizer:
@@ -136,8 +143,11 @@ def _make_optimizer(params: list[torch.nn.Parameter], cfg: RunConfig) -> torch.o
 def _lr_factor(cfg: RunConfig, steps_per_epoch: int):
     total = max(1, cfg.train.epochs * steps_per_epoch)
     warmup = cfg.optim.warmup_epochs * steps_per_epoch
+    self_label_lr = cfg.train.self_label_lr or cfg.optim.lr
 
     def factor(step: int) -> float:
+        if step >= cfg.train.epochs * steps_per_epoch:  # self-labelling: constant
+            return self_label_lr / cfg.optim.lr
         if warmup and step < warmup:
             return (step + 1) / warmup
         if cfg.optim.schedule == "cosine":
@@ -159,6 +169,9 @@ def _fabric(cfg: RunConfig):
         precision = "32-true"
     devices = cfg.train.devices
     strategy = "ddp" if devices > 1 else "auto"
+    if devices > 1 and cfg.train.self_label_epochs:
+        # self-labelling leaves the method's other heads without gradient
+        strategy = "ddp_find_unused_parameters_true"
     if device.type == "cuda" and devices > torch.cuda.device_count():
         raise ConfigError(
             f"{devices} devices requested but {torch.cuda.device_count()} CUDA GPU(s) found"
@@ -183,8 +196,12 @@ class _Module(torch.nn.Module):
     def __init__(self, method: ClusteringMethod) -> None:
         super().__init__()
         self.method = method
+        #: Set during the self-labelling epochs, which replace the method's losses.
+        self.self_label: SelfLabelLoss | None = None
 
     def forward(self, views: list[Tensor], clean: Tensor, index: Tensor) -> dict[str, Tensor]:
+        if self.self_label is not None:
+            return self.method.self_label_loss(views, clean, self.self_label)
         return self.method.training_loss(views, clean, index)
 
 
@@ -240,6 +257,7 @@ def fit(
                 )
             # The run continues with its own settings; only the length may change.
             saved.train.epochs = cfg.train.epochs
+            saved.train.self_label_epochs = cfg.train.self_label_epochs
             cfg = saved
         if dataset is None:
             dataset = load_training_data(cfg.data)
@@ -341,6 +359,14 @@ def _fit(
     partial_sums: dict[str, Tensor] = {}
     prediction: Prediction | None = None
 
+    if not method.trainable and cfg.train.self_label_epochs:
+        raise ConfigError(
+            f"self_label_epochs needs a trained method; '{cfg.method}' is fitted in "
+            "closed form: set train.self_label_epochs to 0"
+        )
+    epochs = cfg.train.epochs
+    total_epochs = epochs + cfg.train.self_label_epochs
+    self_label = SelfLabelLoss(cfg.train.self_label_threshold)
     if not method.trainable:
         method.to(device)
         if resume_state is None:
@@ -350,7 +376,7 @@ def _fit(
         augment = build_augmentation(cfg.augment.name, dataset.kind, dataset.input_shape)
         augment = augment.to(device)
         method.to(device)
-        module = _Module(method)
+        module = core = _Module(method)
         optimizer = _make_optimizer(list(method.parameters()), cfg)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, steps_per_epoch))
         if resume_state is not None:
@@ -394,15 +420,20 @@ def _fit(
 
         stop = StopRequest(enabled=world == 1).install()
         bar = tqdm(
-            total=(cfg.train.epochs - start_epoch) * steps_per_epoch - start_step,
+            total=(total_epochs - start_epoch) * steps_per_epoch - start_step,
             disable=quiet or not is_main,
             unit="step",
             dynamic_ncols=True,
             desc=f"{cfg.method} {dataset.name}",
         )
         try:
-            for epoch in range(start_epoch, cfg.train.epochs):
+            for epoch in range(start_epoch, total_epochs):
                 epoch_start = time.perf_counter()
+                core.self_label = self_label if epoch >= epochs else None
+                if epoch == epochs and not (epoch == start_epoch and start_step):
+                    # Self-labelling starts afresh (as SCAN's does): momentum from the
+                    # method's losses would keep moving the weights without a target.
+                    optimizer.state.clear()
                 module.train()
                 perm_state = perm_gen.get_state()
                 perm = torch.randperm(n, generator=perm_gen)
@@ -442,7 +473,7 @@ def _fit(
                     )
                 row["lr"] = scheduler.get_last_lr()[0]
                 row["seconds"] = round(time.perf_counter() - epoch_start, 3)
-                last = epoch + 1 == cfg.train.epochs
+                last = epoch + 1 == total_epochs
                 every = cfg.train.eval_every
                 if dataset.labels is not None and (last or (every and (epoch + 1) % every == 0)):
                     pred = predict(
@@ -464,7 +495,7 @@ def _fit(
                 log.info(
                     "epoch %d/%d %s",
                     epoch + 1,
-                    cfg.train.epochs,
+                    total_epochs,
                     " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
                 )
                 save_last(epoch + 1, perm_gen.get_state())
@@ -558,6 +589,8 @@ def _settings_line(
             f", backbone {cfg.model.backbone}, augmentation {cfg.augment.name}, "
             f"{cfg.train.epochs} epochs of batch {batch}, {cfg.optim.name} lr {cfg.optim.lr:g}"
         )
+        if cfg.train.self_label_epochs:
+            line += f", then {cfg.train.self_label_epochs} self-labelling epochs"
     return line
 
 
@@ -591,7 +624,8 @@ def _write_outputs(
     history: list[dict[str, Any]],
     seconds: float,
 ) -> None:
-    state = make_checkpoint(method, cfg, epoch=cfg.train.epochs, history=history)
+    epochs = cfg.train.epochs + cfg.train.self_label_epochs
+    state = make_checkpoint(method, cfg, epoch=epochs, history=history)
     if prediction.centers is not None:
         state["readout_centers"] = torch.from_numpy(prediction.centers)
     state["dataset"] = {
@@ -614,6 +648,7 @@ def _write_outputs(
         "n_samples": len(dataset),
         "n_clusters": cfg.n_clusters,
         "epochs": cfg.train.epochs,
+        "self_label_epochs": cfg.train.self_label_epochs,
         "readout": cfg.train.predict_with,
         "seconds": round(seconds, 3),
         "metrics": metrics,

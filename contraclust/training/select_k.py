@@ -271,6 +271,7 @@ def choose_k(
     if epochs is None:
         epochs = max(1, cfg.train.epochs // 2) if cfg.train.epochs else 0
     provisional.train.epochs = epochs
+    provisional.train.self_label_epochs = 0  # the search reads the embedding, not the head
     provisional.train.eval_every = 0
     log.info("K search: provisional model with K=%d for %d epochs", k_max, epochs)
     result = train(provisional)

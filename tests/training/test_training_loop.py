@@ -183,3 +183,39 @@ def test_kmeans_readout_on_embedding(digits_small) -> None:
     assert result.prediction.centers is not None
     assert result.prediction.centers.shape[0] == 10
     assert len(np.unique(result.prediction.labels)) == 10
+
+
+def test_self_labelling_epochs_follow_the_method(digits_small, tmp_path: Path) -> None:
+    # cc's cluster head is nearly uniform after 2 epochs (top probability ~0.11)
+    cfg = tiny_cfg(epochs=2, self_label_epochs=2, self_label_threshold=0.105, self_label_lr=2e-4)
+    result = fit(cfg, digits_small, run_dir=tmp_path / "sl", quiet=True)
+    rows = result.history
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert all("instance" in r and "confident" not in r for r in rows[:2])
+    assert all("confident" in r and "instance" not in r for r in rows[2:])
+    assert all(0.0 < r["confident"] <= 1.0 for r in rows[2:])
+    # a row's lr is the one after its last step
+    assert rows[0]["lr"] == pytest.approx(1e-3)
+    assert [r["lr"] for r in rows[1:]] == [pytest.approx(2e-4)] * 3
+    # the self-labelled model differs from the one the method trained
+    plain = fit(tiny_cfg(epochs=2), digits_small, quiet=True)
+    assert not np.array_equal(plain.prediction.probs, result.prediction.probs)
+    summary = json.loads((tmp_path / "sl" / "metrics.json").read_text())
+    assert summary["self_label_epochs"] == 2
+    assert read_checkpoint(tmp_path / "sl" / "model.ckpt")["epoch"] == 4
+
+
+def test_resume_inside_self_labelling_equals_straight_run(digits_small, tmp_path: Path) -> None:
+    cfg = tiny_cfg(epochs=1, self_label_epochs=2, self_label_threshold=0.105)
+    straight = fit(cfg, digits_small, run_dir=tmp_path / "a", quiet=True)
+    first = tiny_cfg(epochs=1, self_label_epochs=1, self_label_threshold=0.105)
+    fit(first, digits_small, run_dir=tmp_path / "b", quiet=True)
+    resumed = fit(cfg, digits_small, run_dir=tmp_path / "b", resume=True, quiet=True)
+    np.testing.assert_array_equal(straight.prediction.probs, resumed.prediction.probs)
+
+
+def test_self_labelling_needs_a_trained_method(digits_small) -> None:
+    cfg = tiny_cfg(self_label_epochs=1)
+    cfg.method = "kmeans"
+    with pytest.raises(ConfigError, match="self_label_epochs needs a trained method"):
+        fit(cfg, digits_small, quiet=True)
