@@ -80,6 +80,9 @@ class AugmentConfig:
     #: ``auto`` picks by data kind: ``grey`` for 1-channel images, ``simclr`` for colour,
     #: ``vector`` for feature vectors; ``none`` disables augmentation.
     name: str = "auto"
+    #: Changes to the image augmentation's settings, by field of
+    #: ``contraclust.data.augment.ImageAugmentationConfig``, e.g. ``crop_scale: [0.8, 1.0]``.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

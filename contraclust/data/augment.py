@@ -919,7 +919,12 @@ def resolve_augmentation_name(name: str, kind: str, input_shape: tuple[int, ...]
     return "vector" if kind == "vector" else ("grey" if input_shape[0] == 1 else "simclr")
 
 
-def build_augmentation(name: str, kind: str, input_shape: tuple[int, ...]) -> nn.Module:
+def build_augmentation(
+    name: str,
+    kind: str,
+    input_shape: tuple[int, ...],
+    options: dict[str, Any] | None = None,
+) -> nn.Module:
     """Build a named augmentation for data of one kind and shape.
 
     Args:
@@ -929,10 +934,14 @@ def build_augmentation(name: str, kind: str, input_shape: tuple[int, ...]) -> nn
         kind: ``"image"`` or ``"vector"``.
         input_shape: ``(C, H, W)`` for images, ``(D,)`` for vectors (no batch).
             Image presets output squares of side ``max(H, W)``.
+        options: settings of an image preset to change, by field of
+            :class:`ImageAugmentationConfig` (lists become pairs), e.g.
+            ``{"crop_scale": [0.8, 1.0]}``.
 
     Raises:
         ConfigError: unknown name or kind, a shape that does not fit the kind,
-            or a preset meant for the other kind.
+            a preset meant for the other kind, or options that are unknown, out of
+            range, or given to a preset that is not an image augmentation.
     """
     if kind not in _KINDS:
         raise ConfigError(f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
@@ -954,4 +963,18 @@ def build_augmentation(name: str, kind: str, input_shape: tuple[int, ...]) -> nn
             f"augmentation {name!r} is for {accepted} data but kind is {kind!r}; "
             "use 'auto' to pick a matching one"
         )
-    return builder(shape)
+    module = builder(shape)
+    if not options:
+        return module
+    if not isinstance(module, ImageAugmentation):
+        raise ConfigError(
+            f"augment.options change the image augmentations (grey, simclr); "
+            f"{name!r} takes none, got {sorted(options)}"
+        )
+    pairs = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    for key, value in pairs.items():
+        current = getattr(module.config, key, None)
+        if isinstance(current, tuple) != isinstance(value, tuple):
+            shape = "a pair [low, high]" if isinstance(current, tuple) else "a single value"
+            raise ConfigError(f"augment.options.{key} must be {shape}, got {value!r}")
+    return ImageAugmentation(module.config, **pairs)

@@ -373,7 +373,9 @@ def _fit(
             method.fit_closed_form(method.to_unit(data.materialize()))
         optimizer = scheduler = None
     else:
-        augment = build_augmentation(cfg.augment.name, dataset.kind, dataset.input_shape)
+        augment = build_augmentation(
+            cfg.augment.name, dataset.kind, dataset.input_shape, cfg.augment.options
+        )
         augment = augment.to(device)
         method.to(device)
         module = core = _Module(method)

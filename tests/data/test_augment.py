@@ -469,6 +469,34 @@ def test_build_augmentation_errors() -> None:
         build_augmentation("auto", "image", (10,))
 
 
+def test_build_augmentation_options_change_one_setting() -> None:
+    base = build_augmentation("grey", "image", (1, 16, 16))
+    changed = build_augmentation("grey", "image", (1, 16, 16), {"crop_scale": [0.8, 1.0]})
+    assert isinstance(changed, ImageAugmentation) and isinstance(base, ImageAugmentation)
+    assert changed.config.crop_scale == (0.8, 1.0)  # a YAML list becomes a pair
+    assert changed.config.rotation_deg == base.config.rotation_deg == 15.0
+    assert changed.config.output_size == 16
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    x = torch.rand(8, 1, 16, 16)
+    assert not torch.equal(base(x, generator=g1), changed(x, generator=g2))
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "shape", "options", "message"),
+    [
+        ("grey", "image", (1, 8, 8), {"crop_scale": 0.5}, r"crop_scale must be a pair \[low"),
+        ("grey", "image", (1, 8, 8), {"rotation_deg": [1, 2]}, "must be a single value"),
+        ("grey", "image", (1, 8, 8), {"rotation": 5}, r"unknown ImageAugmentation option"),
+        ("grey", "image", (1, 8, 8), {"rotation_deg": 500}, r"rotation_deg must lie in"),
+        ("vector", "vector", (5,), {"noise_std": 0.2}, "'vector' takes none"),
+        ("none", "image", (1, 8, 8), {"hflip_p": 0.5}, "'none' takes none"),
+    ],
+)
+def test_build_augmentation_bad_options(name, kind, shape, options, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_augmentation(name, kind, shape, options)
+
+
 @pytest.mark.parametrize(
     ("options", "name"),
     [

@@ -219,3 +219,16 @@ def test_self_labelling_needs_a_trained_method(digits_small) -> None:
     cfg.method = "kmeans"
     with pytest.raises(ConfigError, match="self_label_epochs needs a trained method"):
         fit(cfg, digits_small, quiet=True)
+
+
+def test_augment_options_reach_the_training_views(digits_small, tmp_path: Path) -> None:
+    plain = fit(tiny_cfg(epochs=1), digits_small, quiet=True)
+    cfg = tiny_cfg(epochs=1)
+    cfg.augment.options = {"crop_scale": [0.9, 1.0], "rotation_deg": 0.0}
+    changed = fit(cfg, digits_small, run_dir=tmp_path / "o", quiet=True)
+    assert plain.history[0]["loss"] != changed.history[0]["loss"]
+    saved = read_checkpoint(tmp_path / "o" / "model.ckpt")["config"]["augment"]
+    assert saved["options"] == {"crop_scale": [0.9, 1.0], "rotation_deg": 0.0}
+    cfg.augment.options = {"crop_scale": 0.5}
+    with pytest.raises(ConfigError, match=r"augment.options.crop_scale must be a pair"):
+        fit(cfg, digits_small, quiet=True)
