@@ -7,6 +7,10 @@ to ``benchmarks/results/quality.json`` and a Markdown table in ``BENCHMARKS.md``
 
     python benchmarks/quality.py                          # every method on every set
     python benchmarks/quality.py --methods cc kmeans --datasets digits --seeds 0
+    python benchmarks/quality.py --jobs 2 --merge ...     # two runs at once, 1 thread each
+
+With ``--jobs N`` the runs go N at a time, each limited to (CPU cores / N) threads;
+every row records the threads it had, and the table shows them.
 
 The standard sets are read from a data root in the official layout; by default the
 one the tests build from ``../shared/data`` (``.cache/test-data-root``), built here
@@ -23,6 +27,7 @@ import resource
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +83,8 @@ def command_for(method: str, dataset: str, seed: int) -> list[str]:
 
 def run_one(method: str, dataset: str, seed: int, root: Path, out: Path) -> dict[str, Any]:
     """Train in this process and return the row (called in a child process)."""
+    import torch
+
     from contraclust.config import RunConfig, load_preset
     from contraclust.training import fit
 
@@ -98,11 +105,18 @@ def run_one(method: str, dataset: str, seed: int, root: Path, out: Path) -> dict
         "dataset": dataset,
         "seed": seed,
         "epochs": cfg.train.epochs if result.method.trainable else 0,
+        "self_label_epochs": cfg.train.self_label_epochs,
+        "threads": torch.get_num_threads(),
         "seconds": round(seconds, 1),
         "peak_rss_mib": round(peak_kib / 1024, 1),
         **{k: result.metrics[k] for k in ("acc", "nmi", "ari")},
         "command": " ".join(command_for(method, dataset, seed)),
     }
+
+
+def with_threads(saved: dict[str, Any]) -> list[dict[str, Any]]:
+    """The saved runs, each with its torch threads (older runs share the file's)."""
+    return [{"threads": saved["meta"]["threads"], **r} for r in saved["runs"]]
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -119,6 +133,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry[key] = float(values.mean())
             entry[f"{key}_std"] = float(values.std())
         entry["command"] = rs[0]["command"].replace(" --seed 0", " --seed S")
+        entry["threads"] = "/".join(str(t) for t in sorted({r["threads"] for r in rs}))
         out.append(entry)
     return out
 
@@ -132,16 +147,18 @@ def _cell(entry: dict[str, Any], key: str) -> str:
 def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         BEGIN,
-        f"Measured {meta['date']} on {meta['machine']} (CPU only, {meta['threads']} threads); "
-        "mean ± std over the seeds counted in the table (seeds 0, 1, 2 where there are 3).",
+        f"Measured up to {meta['date']} on {meta['machine']} (CPU only; torch threads per run "
+        "in the table); mean ± std over the seeds counted in the table (seeds 0, 1, 2 where "
+        "there are 3).",
         "",
-        "| dataset | method | seeds | ACC | NMI | ARI | seconds | peak RSS MiB | command |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| dataset | method | seeds | ACC | NMI | ARI | seconds | threads | peak RSS MiB "
+        "| command |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in sorted(summary, key=lambda e: (e["dataset"], e["method"])):
         lines.append(
             f"| {e['dataset']} | {e['method']} | {e['seeds']} | {_cell(e, 'acc')} | "
-            f"{_cell(e, 'nmi')} | {_cell(e, 'ari')} | {e['seconds']:.0f} | "
+            f"{_cell(e, 'nmi')} | {_cell(e, 'ari')} | {e['seconds']:.0f} | {e['threads']} | "
             f"{e['peak_rss_mib']:.0f} | `{e['command']}` |"
         )
     lines.append(END)
@@ -166,6 +183,9 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--runs", type=Path, default=REPO / ".cache" / "bench-runs")
     parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at once, each with CPU cores / jobs threads"
+    )
+    parser.add_argument(
         "--merge",
         action="store_true",
         help="keep the rows of earlier runs, replacing those of the runs made now",
@@ -181,7 +201,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.report_only:
         saved = json.loads(RESULTS.read_text())
-        write_report(markdown(saved["summary"], saved["meta"]))
+        write_report(markdown(summarise(with_threads(saved)), saved["meta"]))
         return
     root = ensure_data_root(args.data_root)
 
@@ -202,39 +222,37 @@ def main() -> None:
         done = {(m, d, s) for m in methods for d in args.datasets for s in args.seeds}
         rows = [
             r
-            for r in json.loads(RESULTS.read_text())["runs"]
+            for r in with_threads(json.loads(RESULTS.read_text()))
             if (r["method"], r["dataset"], r["seed"]) not in done
         ]
+    jobs = [(m, d, s) for d in args.datasets for m in methods for s in args.seeds]
+    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    env = dict(os.environ)
+    if args.jobs > 1:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+
+    def launch(job: tuple[str, str, int]) -> tuple[tuple[str, str, int], Any]:
+        method, dataset, seed = job
+        cmd = [sys.executable, __file__, "--one", method, dataset, str(seed)]
+        cmd += ["--data-root", str(root), "--runs", str(args.runs)]
+        return job, subprocess.run(cmd, capture_output=True, text=True, env=env)
+
     failed: list[str] = []
-    for dataset in args.datasets:
-        for method in methods:
-            for seed in args.seeds:
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--one",
-                    method,
-                    dataset,
-                    str(seed),
-                    "--data-root",
-                    str(root),
-                    "--runs",
-                    str(args.runs),
-                ]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    print(proc.stderr[-3000:], file=sys.stderr)
-                    print(f"run failed: {method} {dataset} seed {seed}", file=sys.stderr)
-                    failed.append(f"{method} {dataset} seed {seed}")
-                    continue
-                row = json.loads(proc.stdout.strip().splitlines()[-1])
-                rows.append(row)
-                print(
-                    f"{dataset:<11} {method:<8} seed {seed}: ACC {row['acc']:.4f} "
-                    f"NMI {row['nmi']:.4f} ARI {row['ari']:.4f} {row['seconds']:.0f} s "
-                    f"{row['peak_rss_mib']:.0f} MiB",
-                    flush=True,
-                )
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for (method, dataset, seed), proc in pool.map(launch, jobs):
+            if proc.returncode != 0:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                print(f"run failed: {method} {dataset} seed {seed}", file=sys.stderr)
+                failed.append(f"{method} {dataset} seed {seed}")
+                continue
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(
+                f"{dataset:<11} {method:<8} seed {seed}: ACC {row['acc']:.4f} "
+                f"NMI {row['nmi']:.4f} ARI {row['ari']:.4f} {row['seconds']:.0f} s "
+                f"{row['peak_rss_mib']:.0f} MiB, {row['threads']} threads",
+                flush=True,
+            )
     import torch
 
     meta = {

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import _common  # noqa: E402
+import quality  # noqa: E402
 import scaling  # noqa: E402
 import throughput  # noqa: E402
 
@@ -91,3 +92,20 @@ def test_gpu_script_parses_and_dry_runs(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "--split all" in proc.stderr and "--device cuda" in proc.stderr
     assert not (tmp_path / "gpu").exists()
+
+
+def test_quality_table_shows_each_runs_threads() -> None:
+    def row(seed: int, acc: float, **extra: int) -> dict:
+        return {"method": "cc", "dataset": "usps", "seed": seed, "acc": acc, "nmi": acc,
+                "ari": acc, "seconds": 10.0 * (seed + 1), "peak_rss_mib": 500.0,
+                "command": f"contraclust fit usps --method cc --seed {seed}", **extra}  # fmt: skip
+
+    saved = {"meta": {"threads": 2, "date": "d", "machine": "m"},
+             "runs": [row(0, 0.5), row(1, 0.7, threads=1)]}  # fmt: skip
+    rows = quality.with_threads(saved)
+    assert [r["threads"] for r in rows] == [2, 1]  # older rows take the file's threads
+    (entry,) = quality.summarise(rows)
+    assert entry["acc"] == pytest.approx(0.6) and entry["acc_std"] == pytest.approx(0.1)
+    assert entry["threads"] == "1/2" and entry["command"].endswith("--seed S")
+    table = quality.markdown([entry], saved["meta"])
+    assert "| usps | cc | 2 | 0.600 ± 0.100 |" in table and "| 15 | 1/2 | 500 |" in table
