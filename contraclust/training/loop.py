@@ -143,7 +143,7 @@ def _make_optimizer(params: list[torch.nn.Parameter], cfg: RunConfig) -> torch.o
 def _lr_factor(cfg: RunConfig, steps_per_epoch: int):
     total = max(1, cfg.train.epochs * steps_per_epoch)
     warmup = cfg.optim.warmup_epochs * steps_per_epoch
-    self_label_lr = cfg.train.self_label_lr or cfg.optim.lr
+    self_label_lr = cfg.train.self_label_lr or cfg.optim.lr / 10
 
     def factor(step: int) -> float:
         if step >= cfg.train.epochs * steps_per_epoch:  # self-labelling: constant

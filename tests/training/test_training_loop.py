@@ -212,6 +212,7 @@ def test_resume_inside_self_labelling_equals_straight_run(digits_small, tmp_path
     fit(first, digits_small, run_dir=tmp_path / "b", quiet=True)
     resumed = fit(cfg, digits_small, run_dir=tmp_path / "b", resume=True, quiet=True)
     np.testing.assert_array_equal(straight.prediction.probs, resumed.prediction.probs)
+    assert straight.history[-1]["lr"] == pytest.approx(1e-4)  # default: a tenth of 1e-3
 
 
 def test_self_labelling_needs_a_trained_method(digits_small) -> None:
