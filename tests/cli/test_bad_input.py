@@ -298,6 +298,14 @@ CASES: dict[str, Case] = {
     "negative learning rate": Case(fit("--lr", "-0.1"), r"got -0\.1", r"learning rate must be > 0"),
     "unknown precision": Case(fit("--precision", "64"), r"unknown precision '64'", r"valid"),
     "zero devices": Case(fit("--devices", "0"), r"got 0", r"devices must be >= 1"),
+    "negative self-label epochs": Case(
+        fit("--self-label", "-2"), r"got -2", r"self_label_epochs must be an integer >= 0"
+    ),
+    "self-labelling k-means": Case(
+        fit("--method", "kmeans", "--self-label", "2"),
+        r"'kmeans' is fitted in closed form",
+        r"set train.self_label_epochs to 0",
+    ),
     "CUDA without a GPU": Case(
         fit("--device", "cuda"), r"no CUDA GPU is available", r"use --device cpu"
     ),
