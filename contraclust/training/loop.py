@@ -146,7 +146,9 @@ def _lr_factor(cfg: RunConfig, steps_per_epoch: int):
     self_label_lr = cfg.train.self_label_lr or cfg.optim.lr / 10
 
     def factor(step: int) -> float:
-        if step >= cfg.train.epochs * steps_per_epoch:  # self-labelling: constant
+        if cfg.train.self_label_epochs and step >= cfg.train.epochs * steps_per_epoch:
+            # self-labelling: constant (only then: a run that is later lengthened must
+            # not have taken the self-labelling rate at the end of its epochs)
             return self_label_lr / cfg.optim.lr
         if warmup and step < warmup:
             return (step + 1) / warmup
