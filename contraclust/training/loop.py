@@ -124,11 +124,10 @@ def validate_config(cfg: RunConfig, n_samples: int) -> None:
         raise ConfigError(f"unknown schedule '{o.schedule}'; valid: {', '.join(SCHEDULES)}")
     if o.warmup_epochs < 0:
         raise ConfigError(f"warmup_epochs must be >= 0, got {o.warmup_epochs}")
-    if t.self_label_epochs:
-        check_int("self_label_epochs", t.self_label_epochs, low=0)
-        SelfLabelLoss(t.self_label_threshold)  # checks the threshold
-        if t.self_label_lr is not None:
-            check_number("self_label_lr", t.self_label_lr)
+    check_int("self_label_epochs", t.self_label_epochs, low=0)
+    SelfLabelLoss(t.self_label_threshold)  # checks the threshold, used or not
+    if t.self_label_lr is not None:
+        check_number("self_label_lr", t.self_label_lr)
 
 
 def _make_optimizer(params: list[torch.nn.Parameter], cfg: RunConfig) -> torch.optim.Optimizer:

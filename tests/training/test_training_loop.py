@@ -122,6 +122,8 @@ def test_resume_refuses_other_method(digits_small, tmp_path: Path) -> None:
         ({"batch_size": 1000}, "batch size 1000 is larger than the number of samples"),
         ({"lr": 0.0}, "learning rate must be > 0"),
         ({"precision": "64"}, "unknown precision"),
+        ({"self_label_threshold": 1.5}, "self_label_threshold must be < 1"),
+        ({"self_label_lr": -1.0}, "self_label_lr must be a finite number > 0"),
     ],
 )
 def test_out_of_range_settings(digits_small, change: dict, message: str) -> None:
