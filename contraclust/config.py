@@ -125,6 +125,9 @@ class TrainConfig:
     self_label_epochs: int = 0
     #: Smallest top probability that makes a prediction a self-labelling target.
     self_label_threshold: float = 0.99
+    #: Weight each pseudo-class by the inverse of its count in the batch (SCAN's class
+    #: balancing). False suits data whose classes differ much in size.
+    self_label_balance: bool = True
     #: Constant learning rate of the self-labelling epochs; None: ``optim.lr / 10``
     #: (on mnist-test, ConCURL's ``optim.lr`` of 1e-3 emptied a cluster; 1e-4 gained 2 points).
     self_label_lr: float | None = None

@@ -21,10 +21,12 @@ Ours: the data-set-level target as an option (``target: dataset``, DEC's own
 scheme), the mean over the batch in every KL term, one backbone pass over the 3B
 images (BatchNorm sees clean and augmented images together), the re-estimation of
 the BatchNorm statistics before the k-means initialisation
-(``recalibrate_batchnorm``), and the option to run that initialisation after some
+(``recalibrate_batchnorm``), the option to run that initialisation after some
 steps of instance contrast instead of on the untrained network
 (``kmeans_init_step``; on digits, 168 steps reach ACC 0.96 with it against 0.77 after
-210 steps without: see configs/deca/digits.yaml).
+210 steps without: see configs/deca/digits.yaml), and the option to run that k-means
+on the normalised projector outputs rather than on the backbone features
+(``kmeans_space: projection``; the centres are then the mean features of its clusters).
 
 Data-parallel training: the instance and DEC losses gather over the global batch;
 k-means, the BatchNorm re-estimation and the data-set-level target are computed by
@@ -42,6 +44,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from contraclust.checks import check_int, check_number
 from contraclust.config import ModelConfig
@@ -52,6 +55,7 @@ from contraclust.methods.base import ClusteringMethod, register_method
 from contraclust.models import ProjectionHead, build_backbone
 
 TARGETS = ("batch", "dataset")
+KMEANS_SPACES = ("backbone", "projection")
 
 Encode = Callable[[Callable[[Tensor], Tensor]], Tensor]
 
@@ -84,6 +88,12 @@ class DECAParams:
     #: until then), so that k-means starts from features that already mean something;
     #: this helps much when the training budget is small.
     kmeans_init_step: int = 0
+    #: Where the k-means of the initialisation runs. ``backbone`` (DECA): on the
+    #: backbone features h, whose centres are mu. ``projection`` (ours): on the
+    #: L2-normalised outputs of the instance projector, the space the contrastive loss
+    #: shapes; mu is then the mean h of each k-means cluster. After 10 epochs on usps,
+    #: k-means there reached ACC .78 to .81 against .58 on h (seed 2).
+    kmeans_space: str = "backbone"
     #: Before a k-means initialisation at step 0, re-estimate the BatchNorm running
     #: statistics on the clean data (ours; at a later step training has set them
     #: already). Without it, the eval-mode features that k-means sees
@@ -107,6 +117,10 @@ class DECAParams:
         check_int("target_update_interval", self.target_update_interval, 1)
         check_int("kmeans_n_init", self.kmeans_n_init, 1)
         check_int("kmeans_init_step", self.kmeans_init_step, 0)
+        if self.kmeans_space not in KMEANS_SPACES:
+            raise ConfigError(
+                f"unknown kmeans_space '{self.kmeans_space}'; valid: {', '.join(KMEANS_SPACES)}"
+            )
 
 
 @register_method
@@ -197,15 +211,32 @@ class DECA(ClusteringMethod):
 
     @torch.no_grad()
     def _init_centers(self) -> None:
-        """k-means on the backbone features of the clean training data."""
+        """k-means on the clean training data (see ``kmeans_space``) sets the centres."""
         from sklearn.cluster import KMeans
 
-        features = self._data_pass(self.backbone)
+        projection = self.params.kmeans_space == "projection"
+
+        def features(x: Tensor) -> Tensor:
+            h = self.backbone(x)
+            if not projection:
+                return h
+            return torch.cat([h, F.normalize(self.instance_head(h), dim=1)], dim=1)
+
+        out = self._data_pass(features)
+        dim = self.centers.shape[1]
+        h, space = (out[:, :dim], out[:, dim:]) if projection else (out, out)
         kmeans = KMeans(
             self.n_clusters, n_init=self.params.kmeans_n_init, random_state=int(self.kmeans_seed)
         )
-        kmeans.fit(features.double().numpy())
-        centers = torch.from_numpy(kmeans.cluster_centers_)
+        kmeans.fit(space.double().numpy())
+        if projection:
+            labels = torch.from_numpy(kmeans.labels_).long()
+            sums = torch.zeros(self.n_clusters, dim, dtype=torch.float64)
+            sums.index_add_(0, labels, h.double())
+            counts = torch.bincount(labels, minlength=self.n_clusters).clamp_min(1)
+            centers = sums / counts[:, None]
+        else:
+            centers = torch.from_numpy(kmeans.cluster_centers_)
         self.centers.copy_(centers.to(self.centers.device, self.centers.dtype))
         if is_distributed():
             # The processes' features may differ in the last bits (GPU kernels), and

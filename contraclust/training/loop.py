@@ -368,7 +368,9 @@ def _fit(
     epochs = cfg.train.epochs
     total_epochs = epochs + cfg.train.self_label_epochs
     self_label = (
-        SelfLabelLoss(cfg.train.self_label_threshold) if cfg.train.self_label_epochs else None
+        SelfLabelLoss(cfg.train.self_label_threshold, cfg.train.self_label_balance)
+        if cfg.train.self_label_epochs
+        else None
     )
     if not method.trainable:
         method.to(device)

@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from sklearn.cluster import KMeans
 
 from contraclust.config import RunConfig, from_dict
 from contraclust.data import load_dataset
@@ -99,6 +100,26 @@ def test_centers_start_at_kmeans_of_the_backbone_features(digits_small) -> None:
     for k in range(10):
         mean = features[nearest == k].mean(dim=0)
         torch.testing.assert_close(centers[k], mean, atol=tolerance, rtol=0)
+
+
+def test_projection_space_centres_are_backbone_means_of_kmeans_clusters(digits_small) -> None:
+    method = started_method(digits_small, kmeans_space="projection")
+    centers = method.centers.detach()
+    h = apply_batched(method, digits_small.data, method.backbone, CPU)
+    z = apply_batched(
+        method, digits_small.data, lambda x: method.instance_head(method.backbone(x)), CPU
+    )
+    z = torch.nn.functional.normalize(z, dim=1)
+    # k-means with the run's seed on the normalised projections; centre k = mean h of
+    # cluster k
+    kmeans = KMeans(10, n_init=2, random_state=int(method.kmeans_seed)).fit(z.double().numpy())
+    labels = torch.from_numpy(kmeans.labels_).long()
+    sums = torch.zeros_like(centers).index_add_(0, labels, h)
+    expected = sums / torch.bincount(labels, minlength=10)[:, None]
+    torch.testing.assert_close(centers, expected, atol=1e-4, rtol=1e-4)
+    # ... and not the k-means centres of h itself
+    plain = started_method(digits_small).centers.detach()
+    assert not torch.allclose(centers, plain, atol=1e-3)
 
 
 def test_batchnorm_statistics_are_recalibrated_before_kmeans(digits_small) -> None:
@@ -200,6 +221,7 @@ def test_dataset_target_follows_the_weights(digits_small) -> None:
         ("target_update_interval", 0),
         ("kmeans_n_init", 0),
         ("kmeans_init_step", -1),
+        ("kmeans_space", "embedding"),
     ],
 )
 def test_bad_hyper_parameters_raise_config_error(key: str, value: Any) -> None:

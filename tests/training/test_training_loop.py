@@ -217,6 +217,18 @@ def test_resume_inside_self_labelling_equals_straight_run(digits_small, tmp_path
     assert straight.history[-1]["lr"] == pytest.approx(1e-4)  # default: a tenth of 1e-3
 
 
+def test_self_labelling_balance_reaches_the_loss(digits_small, tmp_path: Path) -> None:
+    kw = dict(epochs=1, self_label_epochs=1, self_label_threshold=0.105)
+    balanced = fit(tiny_cfg(**kw), digits_small, quiet=True)
+    plain = fit(
+        tiny_cfg(**kw, self_label_balance=False), digits_small, run_dir=tmp_path / "p", quiet=True
+    )
+    assert balanced.history[0]["loss"] == plain.history[0]["loss"]  # the method's epoch
+    assert balanced.history[1]["loss"] != plain.history[1]["loss"]
+    saved = read_checkpoint(tmp_path / "p" / "model.ckpt")["config"]["train"]
+    assert saved["self_label_balance"] is False
+
+
 def test_self_labelling_needs_a_trained_method(digits_small) -> None:
     cfg = tiny_cfg(self_label_epochs=1)
     cfg.method = "kmeans"
