@@ -46,7 +46,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from contraclust.checks import check_int, check_number
+from contraclust.checks import check_choice, check_int, check_number
 from contraclust.config import ModelConfig
 from contraclust.errors import ConfigError
 from contraclust.losses import AnchorLoss, DECLoss, NTXentLoss, dec_target, student_t_assignment
@@ -117,10 +117,7 @@ class DECAParams:
         check_int("target_update_interval", self.target_update_interval, 1)
         check_int("kmeans_n_init", self.kmeans_n_init, 1)
         check_int("kmeans_init_step", self.kmeans_init_step, 0)
-        if self.kmeans_space not in KMEANS_SPACES:
-            raise ConfigError(
-                f"unknown kmeans_space '{self.kmeans_space}'; valid: {', '.join(KMEANS_SPACES)}"
-            )
+        check_choice("kmeans_space", self.kmeans_space, KMEANS_SPACES)
 
 
 @register_method
