@@ -12,7 +12,7 @@ from contraclust.config import RunConfig, from_dict
 from contraclust.data import load_dataset
 from contraclust.errors import ConfigError
 from contraclust.methods import get_method
-from contraclust.methods.deca import DECA, DECAParams
+from contraclust.methods.deca import DECA, DECAParams, bisection_separation
 from contraclust.training import fit
 from contraclust.training.checkpoint import build_method
 from contraclust.training.predict import apply_batched
@@ -173,6 +173,63 @@ def test_kmeans_init_step_defers_the_centres_and_the_clustering_losses(digits_sm
     )
 
 
+def test_bisection_separation_tells_two_groups_from_one() -> None:
+    gen = torch.Generator().manual_seed(0)
+    one = torch.randn(2000, 8, generator=gen, dtype=torch.float64)
+    # Halves of one Gaussian, cut through its mean: about 2.7 (1.6 / 0.6).
+    halves = (one[:, 0] > 0).long()
+    assert 2.3 < bisection_separation(one, halves) < 3.1
+    two = one.clone()
+    two[:1000, 0] += 10.0
+    groups = (torch.arange(2000) < 1000).long()
+    assert bisection_separation(two, groups) > 9.0
+    assert bisection_separation(one, torch.zeros(2000, dtype=torch.long)) == 0.0
+
+
+def emptied(method: DECA, dataset, cluster: int) -> DECA:
+    """Move one centre far from every feature, so that its cluster is empty."""
+    with torch.no_grad():
+        method.centers[cluster] = 1e3
+    h = apply_batched(method, dataset.data, method.backbone, CPU)
+    assert not bool((torch.cdist(h, method.centers).argmin(dim=1) == cluster).any())
+    return method
+
+
+def test_an_emptied_cluster_is_reseeded_with_half_of_another(digits_small) -> None:
+    method = emptied(started_method(digits_small, kmeans_space="projection"), digits_small, 3)
+    before = method.centers.detach().clone()
+    assert method.reseed_emptied_centers() == 1
+    after = method.centers.detach()
+    changed = (after != before).any(dim=1).nonzero().squeeze(1).tolist()
+    assert 3 in changed and len(changed) == 2  # the emptied centre and the one split
+    # Both centres are means of backbone features of the cluster that was split.
+    h = apply_batched(method, digits_small.data, method.backbone, CPU)
+    source = next(c for c in changed if c != 3)
+    members = torch.cdist(h, before).argmin(dim=1) == source
+    assert bool(members.any())
+    low, high = h[members].min(dim=0).values, h[members].max(dim=0).values
+    for c in changed:
+        assert bool(((after[c] >= low - 1e-4) & (after[c] <= high + 1e-4)).all())
+    labels = torch.cdist(h, after).argmin(dim=1)
+    assert int((labels == 3).sum()) > 0
+    # Nothing else is emptied now: a second check moves nothing.
+    assert method.reseed_emptied_centers() == 0
+    torch.testing.assert_close(method.centers.detach(), after, atol=0, rtol=0)
+
+
+def test_reseeding_runs_on_its_schedule(digits_small) -> None:
+    method = emptied(started_method(digits_small, reseed_interval=2), digits_small, 5)
+    method.train()
+    views, clean = batch_of(method, digits_small)
+    index = torch.arange(24)
+    reseeded = [float(method.training_loss(views, clean, index)["reseeded"]) for _ in range(3)]
+    # Checks at steps 2, 4, ...: none at 0 (the k-means start) or 1.
+    assert reseeded == [0.0, 0.0, 1.0]
+    off = started_method(digits_small)
+    off.train()
+    assert "reseeded" not in off.training_loss(views, clean, index)
+
+
 def test_dataset_target_is_refreshed_on_schedule_with_any_k(digits_small) -> None:
     # 120 samples, batch 30: 4 steps an epoch; refreshes at steps 0, 3 and 6. K = 7:
     # nothing assumes the 10 clusters of the authors' code.
@@ -222,6 +279,9 @@ def test_dataset_target_follows_the_weights(digits_small) -> None:
         ("kmeans_n_init", 0),
         ("kmeans_init_step", -1),
         ("kmeans_space", "embedding"),
+        ("reseed_interval", -1),
+        ("reseed_below", 1.0),
+        ("reseed_below", -0.1),
     ],
 )
 def test_bad_hyper_parameters_raise_config_error(key: str, value: Any) -> None:
