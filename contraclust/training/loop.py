@@ -3,8 +3,9 @@
 Fabric supplies devices, data parallelism and mixed precision; the loop itself is
 short and explicit so that its randomness is under control: one CPU generator draws
 the sample order and one generator on the training device draws every augmentation,
-both seeded from ``train.seed`` and both saved in each checkpoint, so a CPU run that
-is stopped and resumed ends with the same weights as a run that never stopped.
+both seeded from ``train.seed`` and both saved in each checkpoint (the augmentation
+generator of every process), so a CPU run that is stopped and resumed, on as many
+processes, ends with the same weights as a run that never stopped.
 
 The data stay as uint8 (images) or float32 (vectors) tensors; each step indexes a
 batch, moves it to the device and augments it there. Sets too large for memory are
@@ -299,6 +300,40 @@ def fit(
     raise AssertionError("unreachable")
 
 
+def _gather_states(fabric: Any, state: Tensor, device: torch.device) -> Tensor:
+    """Every process's generator state (a byte tensor), stacked in rank order."""
+    # NCCL gathers device tensors only; the states are small (5 KiB at most).
+    gathered = fabric.all_gather(state.to(device))
+    return gathered.cpu()
+
+
+def _saved_generators(rng: dict[str, Any], rank: int, world: int) -> tuple[Tensor | None, Tensor]:
+    """The augmentation and torch generator states this process resumes from.
+
+    A run saved by as many processes as resume it gives each process its own states,
+    so the resumed run draws what the uninterrupted one would have drawn. Otherwise
+    (one process, or another number of processes) the first process's states are
+    used; with several processes the augmentation generators then keep their fresh
+    per-process seeds (None), and the run is equivalent in distribution only.
+    """
+    per_rank = rng.get("ranks")
+    if per_rank is not None and len(per_rank["aug"]) == world:
+        # Copies: a generator reads a state that is a row of a larger tensor wrongly
+        # (torch 2.13 rejects it or crashes).
+        return per_rank["aug"][rank].clone(), per_rank["torch"][rank].clone()
+    if world == 1:
+        return rng["aug"], rng["torch"]
+    if rank == 0:
+        saved = "one process" if per_rank is None else f"{len(per_rank['aug'])} processes"
+        log.warning(
+            "the checkpoint was written by %s and is resumed on %d: the augmentations "
+            "will not repeat those of an uninterrupted run",
+            saved,
+            world,
+        )
+    return None, rng["torch"]
+
+
 def _close_handler(handler: logging.Handler | None) -> None:
     if handler is not None:
         log.removeHandler(handler)
@@ -390,9 +425,10 @@ def _fit(
             optimizer.load_state_dict(resume_state["optimizer"])
             scheduler.load_state_dict(resume_state["scheduler"])
             perm_gen.set_state(resume_state["rng"]["perm"])
-            if world == 1:
-                aug_gen.set_state(resume_state["rng"]["aug"].to(aug_gen.get_state().device))
-            torch.set_rng_state(resume_state["rng"]["torch"])
+            aug_state, torch_state = _saved_generators(resume_state["rng"], rank, world)
+            if aug_state is not None:
+                aug_gen.set_state(aug_state.to(aug_gen.get_state().device))
+            torch.set_rng_state(torch_state)
             history = list(resume_state["history"])
             start_epoch = int(resume_state["epoch"])
             # A run stopped by Ctrl-C continues inside its epoch (see _stop_at_step).
@@ -407,7 +443,15 @@ def _fit(
         module, optimizer = fabric.setup(module, optimizer)
 
         def save_last(epoch: int, perm_state: Tensor, **position: Any) -> None:
-            if run_dir is None or not is_main:
+            if run_dir is None:
+                return
+            per_rank = None
+            if world > 1:  # a collective: every process calls save_last at an epoch's end
+                per_rank = {
+                    "aug": _gather_states(fabric, aug_gen.get_state(), device),
+                    "torch": _gather_states(fabric, torch.get_rng_state(), device),
+                }
+            if not is_main:
                 return
             state = make_checkpoint(
                 method,
@@ -419,6 +463,7 @@ def _fit(
                     "perm": perm_state,
                     "aug": aug_gen.get_state().cpu(),
                     "torch": torch.get_rng_state(),
+                    **({} if per_rank is None else {"ranks": per_rank}),
                 },
                 history=history,
                 **position,

@@ -180,3 +180,28 @@ def test_fit_on_two_processes_ddp(method: str, tmp_path: Path) -> None:
     assert proc.stdout.count(f"{method} on digits: ACC") == 1
     assert not (out / ".lock").exists()
     assert (out / "report.html").is_file() == report
+
+
+def test_resume_on_two_processes_repeats_the_uninterrupted_run(tmp_path: Path) -> None:
+    """Each process's augmentation generator is saved, so stopping after epoch 1 and
+    resuming on 2 processes ends with the weights of a run that never stopped."""
+    import torch
+
+    from contraclust.training.checkpoint import read_checkpoint
+
+    common = ["digits", "--method", "cc", "--devices", "2", "--device", "cpu"]
+    common += ["--batch-size", "128", "--quiet", "--no-report", "--eval-every", "0"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    for out, epochs in ((straight, "2"), (stopped, "1")):
+        proc = run_cli("fit", *common, "--epochs", epochs, "--out", str(out))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    ranks = read_checkpoint(stopped / "checkpoints" / "last.ckpt")["rng"]["ranks"]
+    assert len(ranks["aug"]) == 2 and not torch.equal(ranks["aug"][0], ranks["aug"][1])
+    proc = run_cli("fit", "--out", str(stopped), "--resume", "--devices", "2", "--epochs", "2",
+                   "--device", "cpu", "--quiet", "--no-report")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a = read_checkpoint(straight / "model.ckpt")["state_dict"]
+    b = read_checkpoint(stopped / "model.ckpt")["state_dict"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0, msg=key)

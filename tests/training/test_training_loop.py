@@ -247,3 +247,25 @@ def test_augment_options_reach_the_training_views(digits_small, tmp_path: Path) 
     cfg.augment.options = {"crop_scale": 0.5}
     with pytest.raises(ConfigError, match=r"augment.options.crop_scale must be a pair"):
         fit(cfg, digits_small, quiet=True)
+
+
+def test_resumed_processes_take_their_own_saved_generators(caplog) -> None:
+    from contraclust.training.loop import _saved_generators
+
+    states = [torch.Generator().manual_seed(s).get_state() for s in (1, 2, 3)]
+    saved = {"aug": states[0], "torch": states[1]}
+    per_rank = {"aug": torch.stack(states[:2]), "torch": torch.stack(states[1:])}
+    # As many processes as saved the run: each its own.
+    for rank in (0, 1):
+        aug, torch_state = _saved_generators({**saved, "ranks": per_rank}, rank, 2)
+        assert aug is not None
+        assert torch.equal(aug, states[rank]) and torch.equal(torch_state, states[rank + 1])
+        torch.Generator().set_state(aug)  # a generator takes it (not a row of a stack)
+    # One process: the first process's states.
+    aug, torch_state = _saved_generators({**saved, "ranks": per_rank}, 0, 1)
+    assert aug is not None and torch.equal(aug, states[0]) and torch.equal(torch_state, states[1])
+    # Another number of processes: fresh augmentation seeds, and a warning.
+    with caplog.at_level("WARNING", logger="contraclust"):
+        aug, torch_state = _saved_generators(saved, 0, 2)
+    assert aug is None and torch.equal(torch_state, states[1])
+    assert "written by one process and is resumed on 2" in caplog.text
