@@ -217,6 +217,78 @@ def test_an_emptied_cluster_is_reseeded_with_half_of_another(digits_small) -> No
     torch.testing.assert_close(method.centers.detach(), after, atol=0, rtol=0)
 
 
+def one_class_in_two_and_two_in_one(method: DECA) -> torch.Tensor:
+    """What the data pass of ``reseed_emptied_centers`` returns for a made-up data set.
+
+    Three centres in the first two coordinates: one class (a Gaussian at the origin)
+    cut in two by centres 0 and 1, and two tight groups at (20, -3) and (20, 3)
+    sharing centre 2. Features and projections are the same points.
+    """
+    gen = torch.Generator().manual_seed(0)
+    blob = torch.randn(200, 2, generator=gen)
+    pair = torch.randn(200, 2, generator=gen) * 0.3 + torch.tensor([20.0, 0.0])
+    pair[:100, 1] -= 3.0
+    pair[100:, 1] += 3.0
+    points = torch.cat([blob, pair])
+    labels = torch.cat([(blob[:, 0] >= 0).long(), torch.full((200,), 2)])
+    dim = method.centers.shape[1]
+    proj = method.instance_head.net[-1].out_features
+    h = torch.zeros(400, dim)
+    h[:, :2] = points
+    z = torch.zeros(400, proj)
+    z[:, :2] = points
+    with torch.no_grad():
+        method.centers.zero_()
+        method.centers[:, :2] = torch.tensor([[-0.8, 0.0], [0.8, 0.0], [20.0, 0.0]])
+    return torch.cat([h, z, labels[:, None].float()], dim=1)
+
+
+@pytest.mark.parametrize("merge_confusion", [0.0, 0.15, 0.99])
+def test_a_class_cut_in_two_is_merged_to_split_a_cluster_of_two(
+    digits_small, monkeypatch, merge_confusion: float
+) -> None:
+    method = started_method(digits_small, n_clusters=3, merge_confusion=merge_confusion)
+    data = one_class_in_two_and_two_in_one(method)
+    monkeypatch.setattr(method, "_data_pass", lambda fn: data)
+    before = method.centers.detach().clone()
+    assert method.reseed_emptied_centers(merge=False) == 0  # merging only when asked
+    moved = method.reseed_emptied_centers(merge=True)
+    if merge_confusion in (0.0, 0.99):  # off, or a threshold above the confusion
+        assert moved == 0
+        torch.testing.assert_close(method.centers.detach(), before, atol=0, rtol=0)
+        return
+    assert moved == 1 and int(method.merges_done) == 1
+    found = sorted(method.centers.detach()[:, :2].tolist(), key=lambda c: (round(c[0]), c[1]))
+    expected = [[0.0, 0.0], [20.0, -3.0], [20.0, 3.0]]
+    torch.testing.assert_close(torch.tensor(found), torch.tensor(expected), atol=0.2, rtol=0)
+
+
+def test_merges_stop_at_max_merges(digits_small, monkeypatch) -> None:
+    method = started_method(digits_small, n_clusters=3, merge_confusion=0.15, reseed_interval=1)
+    data = one_class_in_two_and_two_in_one(method)
+    monkeypatch.setattr(method, "_data_pass", lambda fn: data)
+    method.merges_done.fill_(1)  # the one merge of the default max_merges is spent
+    method.train()
+    views, clean = batch_of(method, digits_small)
+    before = method.centers.detach().clone()
+    out = method.training_loss(views, clean, torch.arange(24))  # step 0: no check
+    out = method.training_loss(views, clean, torch.arange(24))  # step 1: a check
+    assert float(out["reseeded"]) == 0.0
+    torch.testing.assert_close(method.centers.detach(), before, atol=0, rtol=0)
+    method.merges_done.zero_()
+    out = method.training_loss(views, clean, torch.arange(24))  # step 2: merges again
+    assert float(out["reseeded"]) == 1.0 and int(method.merges_done) == 1
+
+
+def test_a_checkpoint_without_a_merge_count_still_loads(digits_small) -> None:
+    method = started_method(digits_small)
+    state = {k: v for k, v in method.state_dict().items() if k != "merges_done"}
+    other = started_method(digits_small)
+    other.merges_done.fill_(3)
+    other.load_state_dict(state)
+    assert int(other.merges_done) == 0
+
+
 def test_reseeding_runs_on_its_schedule(digits_small) -> None:
     method = emptied(started_method(digits_small, reseed_interval=2), digits_small, 5)
     method.train()
@@ -282,6 +354,8 @@ def test_dataset_target_follows_the_weights(digits_small) -> None:
         ("reseed_interval", -1),
         ("reseed_below", 1.0),
         ("reseed_below", -0.1),
+        ("merge_confusion", -0.1),
+        ("max_merges", -1),
     ],
 )
 def test_bad_hyper_parameters_raise_config_error(key: str, value: Any) -> None:
