@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -248,6 +249,9 @@ def fit(
         if run_path is not None and main_process:
             stack.enter_context(run_lock(run_path))
             rundir.prepare_run_dir(run_path, resume=resume, overwrite=overwrite)
+            if not resume:
+                # Runs after the log file is closed (exit callbacks run last-in first).
+                stack.push(_cleanup_on_failure(run_path))
         resume_state: dict[str, Any] | None = None
         if run_path is not None and resume:
             resume_state = read_checkpoint(run_path / rundir.LAST)
@@ -332,6 +336,17 @@ def _saved_generators(rng: dict[str, Any], rank: int, world: int) -> tuple[Tenso
             world,
         )
     return None, rng["torch"]
+
+
+def _cleanup_on_failure(run_path: Path) -> Callable[..., bool]:
+    """An exit callback that, on an exception, removes what the failed run wrote."""
+
+    def cleanup(exc_type: type[BaseException] | None, *_: Any) -> bool:
+        if exc_type is not None:
+            rundir.remove_unstarted(run_path)
+        return False  # the exception goes on
+
+    return cleanup
 
 
 def _close_handler(handler: logging.Handler | None) -> None:

@@ -51,6 +51,22 @@ def holds_run(run_dir: Path) -> bool:
     return any((run_dir / name).exists() for name in RUN_FILES)
 
 
+def remove_unstarted(run_dir: Path) -> None:
+    """Remove what a run that failed before its first checkpoint wrote in ``run_dir``.
+
+    Its log and config hold nothing a later run needs, and left in place they would
+    make the corrected command refuse the directory as "already holding a run". A run
+    with a checkpoint or a model is left alone, and so is everything that is not a
+    run file (the directory stays, possibly empty).
+    """
+    if (run_dir / LAST).exists() or (run_dir / MODEL).exists():
+        return
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_file():
+            path.unlink()
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber an earlier run unless asked; with ``overwrite`` remove only
     the files a run writes (never anything else the user keeps there)."""

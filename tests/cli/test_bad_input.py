@@ -26,6 +26,7 @@ from contraclust import Clusterer, load
 from contraclust.cli import main
 from contraclust.data.formats import load_array_file
 from contraclust.errors import CheckpointError, ConfigError, ContraclustError, DataError
+from contraclust.training.rundir import holds_run
 
 #: One epoch of a small CC model on digits: enough for a run directory to point at.
 TINY = ["--epochs", "1", "--batch-size", "256", "--device", "cpu", "--quiet"]
@@ -429,6 +430,8 @@ def test_bad_input_exits_2_with_one_line(
     run_before = tree_digest(trained_run)
     argv = case.argv(tmp_path, trained_run)
     user_before = tree_digest(tmp_path)
+    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
+    out_held_a_run = out is not None and holds_run(out)
     code = main(argv)
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
@@ -441,6 +444,8 @@ def test_bad_input_exits_2_with_one_line(
     after = tree_digest(tmp_path)
     assert {k: after.get(k) for k in user_before} == user_before  # nothing lost or changed
     assert not [k for k in after if k.endswith(".lock") and k not in user_before]
+    if out is not None and not out_held_a_run:  # the corrected command can use --out
+        assert not holds_run(out), sorted(p.name for p in out.iterdir())
     assert tree_digest(trained_run) == run_before
 
 

@@ -272,3 +272,22 @@ def test_sigint_saves_says_how_to_resume_and_resume_finishes(
 
     assert main(["fit", "--resume", "--out", str(out), "--quiet"]) == 0
     assert cluster_column(out) == uninterrupted
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_leaves_no_run(tmp_path: Path) -> None:
+    from contraclust.training import rundir
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    for name in (rundir.LOG, rundir.CONFIG):
+        (out / name).write_text("x")
+    rundir.remove_unstarted(out)
+    assert not rundir.holds_run(out)
+    assert (out / "notes.txt").read_text() == "mine"  # not a run file: kept
+    # A run with a checkpoint is kept whole.
+    (out / rundir.LAST).parent.mkdir()
+    for name in (rundir.LOG, rundir.CONFIG, str(rundir.LAST)):
+        (out / name).write_text("x")
+    rundir.remove_unstarted(out)
+    assert all((out / name).is_file() for name in (rundir.LOG, rundir.CONFIG, str(rundir.LAST)))
