@@ -410,8 +410,10 @@ class DECA(ClusteringMethod):
             )
         if reseeded:
             self.centers.copy_(centers.to(self.centers.device, self.centers.dtype))
-            if is_distributed():
-                dist.broadcast(self.centers.data, src=0)
+        if is_distributed():
+            # At every check, moved or not: GPU rounding could lead one process to a
+            # move that another does not make, and all must join the broadcast.
+            dist.broadcast(self.centers.data, src=0)
         return reseeded
 
     def _data_pass(self, fn: Callable[[Tensor], Tensor]) -> Tensor:
@@ -458,8 +460,9 @@ class DECA(ClusteringMethod):
             and step > p.kmeans_init_step
             and (step - p.kmeans_init_step) % p.reseed_interval == 0
         )
-        merge = int(self.merges_done) < p.max_merges
-        reseeded = self.reseed_emptied_centers(merge=merge) if check else 0
+        reseeded = 0
+        if check:  # merges_done is read here only: no device sync in an ordinary step
+            reseeded = self.reseed_emptied_centers(merge=int(self.merges_done) < p.max_merges)
         if p.reseed_interval > 0:
             out["reseeded"] = torch.tensor(float(reseeded), device=clean.device)
         target = None
