@@ -33,6 +33,18 @@ from contraclust.methods.cc import ContrastiveClustering
 from contraclust.training import fit, read_checkpoint
 from contraclust.training.interrupt import StopRequest, TrainingInterrupted
 
+
+@pytest.fixture(autouse=True)
+def sigint_delivered():
+    """Tests started in the background (``nohup``, ``&``) inherit SIGINT ignored, and
+    StopRequest then rightly keeps ignoring it; these tests need it delivered."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 # --------------------------------------------------------------------------- in process
 
 
