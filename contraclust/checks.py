@@ -25,6 +25,13 @@ def check_number(name: str, value: Any, low: float = 0.0, *, strict: bool = True
         raise ConfigError(f"{name} must be a finite number {relation} {low:g}, got {value!r}")
 
 
+def check_fraction(name: str, value: Any) -> None:
+    """``value`` must be a finite number strictly between 0 and 1."""
+    check_number(name, value)
+    if value >= 1:
+        raise ConfigError(f"{name} must be < 1, got {value!r}")
+
+
 def check_int(name: str, value: Any, low: int = 1) -> int:
     """``value`` must be an integer (not a bool) of at least ``low``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from contraclust.checks import check_number
-from contraclust.errors import ConfigError, DataError
+from contraclust.checks import check_fraction
+from contraclust.errors import DataError
 
 __all__ = ["SelfLabelLoss"]
 
@@ -48,9 +48,7 @@ class SelfLabelLoss(nn.Module):
 
     def __init__(self, threshold: float = 0.99, balance: bool = True) -> None:
         super().__init__()
-        check_number("self_label_threshold", threshold)
-        if threshold >= 1:
-            raise ConfigError(f"self_label_threshold must be < 1, got {threshold!r}")
+        check_fraction("self_label_threshold", threshold)
         self.threshold = float(threshold)
         self.balance = bool(balance)
 

@@ -50,7 +50,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from contraclust.checks import check_choice, check_int, check_number
+from contraclust.checks import check_choice, check_fraction, check_int, check_number
 from contraclust.config import ModelConfig
 from contraclust.errors import ConfigError
 from contraclust.losses import AnchorLoss, DECLoss, NTXentLoss, dec_target, student_t_assignment
@@ -203,9 +203,7 @@ class DECAParams:
         check_int("kmeans_init_step", self.kmeans_init_step, 0)
         check_choice("kmeans_space", self.kmeans_space, KMEANS_SPACES)
         check_int("reseed_interval", self.reseed_interval, 0)
-        check_number("reseed_below", self.reseed_below, 0.0)
-        if self.reseed_below >= 1.0:
-            raise ConfigError(f"reseed_below must be < 1, got {self.reseed_below!r}")
+        check_fraction("reseed_below", self.reseed_below)
         check_number("merge_confusion", self.merge_confusion, 0.0, strict=False)
         check_int("max_merges", self.max_merges, 0)
 

@@ -59,8 +59,12 @@ def remove_unstarted(run_dir: Path) -> None:
     with a checkpoint or a model is left alone, and so is everything that is not a
     run file (the directory stays, possibly empty).
     """
-    if (run_dir / LAST).exists() or (run_dir / MODEL).exists():
-        return
+    if not ((run_dir / LAST).exists() or (run_dir / MODEL).exists()):
+        _remove_run_files(run_dir)
+
+
+def _remove_run_files(run_dir: Path) -> None:
+    """Delete the files a run writes, and nothing else."""
     for name in RUN_FILES:
         path = run_dir / name
         if path.is_file():
@@ -84,10 +88,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
                 f"{run_dir} already holds a run; pass --resume to continue it, --overwrite "
                 "to replace it, or choose another --out"
             )
-        for name in RUN_FILES:
-            path = run_dir / name
-            if path.is_file():
-                path.unlink()
+        _remove_run_files(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
