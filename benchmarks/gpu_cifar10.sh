@@ -106,7 +106,7 @@ fi
 set +e
 run timeout --signal=INT --kill-after=60 "$((BUDGET_MIN * 60))" \
     "$VENV/bin/contraclust" fit "$DATA" --method "$METHOD" \
-    --preset "configs/$METHOD/cifar10.yaml" --device "$DEVICE" --epochs "$EPOCHS" \
+    --preset "$METHOD/cifar10" --device "$DEVICE" --epochs "$EPOCHS" \
     --eval-every "$EVAL_EVERY" --out "$OUT/run" --quiet "${EXTRA[@]}"
 STATUS=$?
 set -e

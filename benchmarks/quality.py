@@ -1,7 +1,7 @@
 """Clustering quality at a fixed budget: methods x datasets x seeds.
 
 Each run is a separate process (so its peak memory is its own), trained from the
-committed preset ``configs/<method>/<dataset>.yaml`` (k-means needs none). Results go
+committed preset ``contraclust/presets/<method>/<dataset>.yaml`` (k-means needs none). Results go
 to ``benchmarks/results/quality.json`` and a Markdown table in ``BENCHMARKS.md``
 (between the ``quality`` markers), each row with the command that reproduces it.
 
@@ -66,16 +66,19 @@ def ensure_data_root(root: Path | None) -> Path:
     return cache
 
 
-def preset_for(method: str, dataset: str) -> Path | None:
-    path = REPO / "configs" / method / f"{dataset}.yaml"
-    return path if path.is_file() else None
+def preset_for(method: str, dataset: str) -> str | None:
+    """The name of the committed preset for this pair (``deca/usps``), or None."""
+    from contraclust.config import available_presets
+
+    name = f"{method}/{dataset}"
+    return name if name in available_presets() else None
 
 
 def command_for(method: str, dataset: str, seed: int) -> list[str]:
     cmd = ["contraclust", "fit", dataset, "--method", method, "--seed", str(seed)]
     preset = preset_for(method, dataset)
     if preset is not None:
-        cmd += ["--preset", str(preset.relative_to(REPO))]
+        cmd += ["--preset", preset]
     if dataset != "digits":
         cmd += ["--data-root", "<root>"]
     return cmd
@@ -89,7 +92,7 @@ def run_one(method: str, dataset: str, seed: int, root: Path, out: Path) -> dict
     from contraclust.training import fit
 
     preset = preset_for(method, dataset)
-    raw = load_preset(str(preset)) if preset else {"method": method}
+    raw = load_preset(preset) if preset else {"method": method}
     cfg = RunConfig.from_dict(raw)
     cfg.method = method
     cfg.data.name = dataset

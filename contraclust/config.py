@@ -2,7 +2,7 @@
 
 A run is described by one :class:`RunConfig`: the method and its own parameters, the
 data, the model, the augmentation, the optimiser and the training schedule. Presets
-are YAML files with the same nesting (``configs/<method>/<dataset>.yaml``); command
+are YAML files with the same nesting (``contraclust/presets/<method>/<dataset>.yaml``, shipped inside the package); command
 line flags override them, and the resolved configuration is written into the run
 directory and every checkpoint, so a result always carries the settings behind it.
 
@@ -25,8 +25,8 @@ from contraclust.errors import ConfigError
 
 T = TypeVar("T")
 
-#: Folder of the committed presets (``configs/<method>/<dataset>.yaml``).
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+#: Folder of the committed presets (``<method>/<dataset>.yaml``), installed with the package.
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
 
 @dataclass
