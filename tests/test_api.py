@@ -80,5 +80,7 @@ def test_errors(digits) -> None:
     with pytest.raises(DataError, match="NaN"):
         small().fit(bad)
     est = small(epochs=1).fit(images)
+    # Images of another size are resized as in the CLI; vectors cannot be.
+    assert est.predict(np.zeros((3, 9, 9), dtype=np.uint8)).shape == (3,)
     with pytest.raises(DataError, match="shape"):
-        est.predict(np.zeros((3, 9, 9), dtype=np.uint8))
+        est.predict(np.zeros((3, 5), dtype=np.float32))

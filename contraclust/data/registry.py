@@ -38,7 +38,7 @@ from contraclust.data.formats import (
 )
 from contraclust.data.streaming import StreamedImageDataset, stream_image_folder
 from contraclust.data.tables import TABLE_SUFFIXES, load_table_file
-from contraclust.errors import DataError
+from contraclust.errors import DataError, did_you_mean
 
 __all__ = [
     "ALL_SPLIT",
@@ -242,11 +242,24 @@ def dataset_names() -> list[str]:
     return list(_REGISTRY)
 
 
+def absolute_spec(spec: str) -> str:
+    """A data spec as a run should store it: a registered name unchanged, the path of
+    an existing folder or file made absolute (so the run finds its data again from any
+    working directory)."""
+    if _normalise(spec) in _REGISTRY:
+        return spec
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
 def get_dataset_info(name: str) -> DatasetInfo:
     """The registration of ``name`` (case and ``_``/``-`` insensitive)."""
     info = _REGISTRY.get(_normalise(name))
     if info is None:
-        raise DataError(f"unknown dataset '{name}': valid names are {', '.join(_REGISTRY)}")
+        raise DataError(
+            f"unknown dataset '{name}'{did_you_mean(_normalise(name), list(_REGISTRY))}: "
+            f"valid names are {', '.join(_REGISTRY)}"
+        )
     return info
 
 
@@ -492,7 +505,8 @@ def load_dataset(
             )
         else:
             raise DataError(
-                f"unknown dataset '{text}': valid names are {', '.join(_REGISTRY)} "
+                f"unknown dataset '{text}'{did_you_mean(_normalise(text), list(_REGISTRY))}: "
+                f"valid names are {', '.join(_REGISTRY)} "
                 "or a path to an image folder or a .npy/.npz/.csv/.parquet file"
             )
     if image_size is not None and dataset.kind == "image":

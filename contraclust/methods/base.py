@@ -180,11 +180,12 @@ def method_names() -> list[str]:
 
 
 def get_method(name: str) -> type[ClusteringMethod]:
-    from contraclust.errors import ConfigError
+    from contraclust.errors import ConfigError, did_you_mean
 
     try:
         return _REGISTRY[name]
     except KeyError:
         raise ConfigError(
-            f"unknown method '{name}'; valid methods: {', '.join(method_names())}"
+            f"unknown method '{name}'{did_you_mean(name, method_names())}; "
+            f"valid methods: {', '.join(method_names())}"
         ) from None

@@ -16,6 +16,33 @@ from contraclust.methods import ClusteringMethod
 READOUTS = ("head", "kmeans")
 
 
+def conform_to_model(data: Tensor, input_shape: tuple[int, ...]) -> Tensor:
+    """Raw uint8 images ``(N, C, H, W)`` made to match a model's input: colour to grey
+    (mean of the channels) or grey to colour (repeated), then resized to its side.
+    Vectors, and images that already match, are returned unchanged."""
+    if len(input_shape) != 3 or data.dim() != 4:
+        return data
+    if data.shape[1] != input_shape[0]:
+        if input_shape[0] == 1:
+            data = data.float().mean(dim=1, keepdim=True).round().to(torch.uint8)
+        elif data.shape[1] == 1:
+            data = data.expand(-1, input_shape[0], -1, -1).contiguous()
+    if tuple(data.shape[2:]) != tuple(input_shape[1:]):
+        data = (
+            torch.nn.functional.interpolate(
+                data.float(),
+                size=tuple(input_shape[1:]),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
+            .round()
+            .clamp(0, 255)
+            .to(torch.uint8)
+        )
+    return data
+
+
 @dataclass
 class Prediction:
     labels: np.ndarray  # (N,) int64

@@ -290,7 +290,7 @@ CASES: dict[str, Case] = {
     "--param without '='": Case(
         fit("--param", "bogus"), r"got 'bogus'", r"--param expects KEY=VALUE"
     ),
-    "negative epochs": Case(fit("--epochs", "-3"), r"got -3", r"epochs must be >= 0"),
+    "zero epochs": Case(fit("--epochs", "0"), r"got 0", r"epochs must be >= 1"),
     "batch size larger than N": Case(
         fit("--batch-size", "5000"),
         r"batch size 5000 is larger than the number of samples \(1797\)",
