@@ -51,10 +51,9 @@ def test_targets_use_the_queue_only_once_full_and_only_the_batch_rows() -> None:
         full = queue.is_full()
         got = queue.balanced_targets(s, z, score, balance)
         for v in range(2):
-            if full:  # steps 2 and 3: the queue of the two previous batches joins
-                expected = balance(torch.cat([score(before[v]), s[v]]))[8:]
-            else:
-                expected = balance(s[v])
+            # Steps 2 and 3: the queue (the two previous batches) joins the batch.
+            both = torch.cat([score(before[v]), s[v]])
+            expected = balance(both)[8:] if full else balance(s[v])
             assert got[v].shape == (4, 6)
             torch.testing.assert_close(got[v], expected)
         # The push came after the targets: the batch's rows are now at the front.
