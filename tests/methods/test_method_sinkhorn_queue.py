@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +154,44 @@ def test_clc_queue_with_balanced_categorical_part_is_accepted() -> None:
     step(method, 0)
     assert method.sinkhorn_queue is not None
     assert int(method.sinkhorn_queue.queue.stored[0]) == 8
+
+
+@pytest.mark.slow
+def test_two_processes_keep_their_own_queues_and_resume_exactly(tmp_path: Path) -> None:
+    """`fit --devices 2` (gloo): DDP's buffer broadcast from rank 0 must not overwrite the
+    other process's queue, and stopping after epoch 1 then resuming on 2 processes ends
+    with the weights and queues of a run that never stopped."""
+    from contraclust.training.checkpoint import read_checkpoint
+
+    # 1797 samples, batch 128 (64 per process): 14 steps an epoch; the queue of 128
+    # fills from step 7 and is used from step 9 on, across the resume.
+    common = ["digits", "--method", "clc", "--devices", "2", "--device", "cpu"]
+    common += ["--batch-size", "128", "--quiet", "--no-report", "--eval-every", "0"]
+    common += ["--param", "queue_length=128", "--param", "queue_start_epoch=0.5"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    for out, epochs in ((straight, "2"), (stopped, "1")):
+        proc = cli("fit", *common, "--epochs", epochs, "--out", str(out))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    first = read_checkpoint(stopped / "checkpoints" / "last.ckpt")["state_dict"]
+    slots = first["sinkhorn_queue.queue.embeddings"]
+    assert slots.shape[:3] == (2, 2, 128)
+    assert first["sinkhorn_queue.queue.stored"].tolist() == [128, 128]
+    assert not torch.equal(slots[0], slots[1])  # each process queued its own samples
+    proc = cli("fit", "--out", str(stopped), "--resume", "--devices", "2", "--epochs", "2",
+               "--device", "cpu", "--quiet", "--no-report")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a = read_checkpoint(straight / "model.ckpt")["state_dict"]
+    b = read_checkpoint(stopped / "model.ckpt")["state_dict"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0, msg=key)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "contraclust.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
