@@ -30,8 +30,7 @@ What is ours, each kept as an option (:class:`CLCParams`):
   assignment, gradient of ``c``); the cluster head then learns from the contrast
   in both settings, and every parameter gets a gradient at every step (DDP needs it);
 - Sinkhorn is run on ``log c`` with entropy ``sinkhorn_eps``: ``eps = 1`` gives the
-  balanced assignment closest to ``c`` (in KL), smaller values sharpen it.
-
+  balanced assignment closest to ``c`` (in KL), smaller values sharpen it;
 - a queue (``queue_length > 0``) as in SwAV (section 4): the backbone features ``h``
   of the last ``queue_length`` samples of each view (per process) go through the
   current cluster head, and their ``log c`` is balanced together with the batch's;
