@@ -24,6 +24,13 @@ Prediction: argmax of ``softmax(C norm(z) / temperature)`` (``predict_with: head
 k-means on the backbone feature ``h`` (``predict_with: kmeans``; the authors' read-out).
 Under DDP the Sinkhorn column sums, the NT-Xent negatives and the memory-bank updates use
 the global batch.
+
+Queue (``queue_length > 0``, SwAV section 4): with many clusters and small batches the
+equipartition of one batch is noisy, so the normalised ``z`` of the last
+``queue_length`` samples of each view (per process) are kept, scored against the current
+prototypes and balanced together with the batch; only the batch's rows become targets.
+The queue fills from epoch ``queue_start_epoch`` (a fraction allowed) and is used once
+full (see :mod:`contraclust.methods.sinkhorn_queue`).
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from contraclust.losses import (
 )
 from contraclust.losses.consensus import PROJECTION_KINDS
 from contraclust.methods.base import ClusteringMethod, register_method
+from contraclust.methods.sinkhorn_queue import SinkhornQueue, check_queue_params
 from contraclust.models import ProjectionHead, build_backbone
 
 EXEMPLAR_LOSSES = ("nce", "ntxent")
@@ -99,6 +107,10 @@ class ConCURLParams:
     exemplar_dim: int = 128
     #: Keep the prototypes fixed for this many first epochs (SwAV's warm-up; 0: never).
     freeze_prototypes_epochs: int = 0
+    #: SwAV's queue: normalised ``z`` kept per view and per process for Sinkhorn (0: none).
+    queue_length: int = 0
+    #: Epoch (fractions allowed) from which the queue is filled; used once full.
+    queue_start_epoch: float = 0.0
 
     def __post_init__(self) -> None:
         if self.exemplar_loss not in EXEMPLAR_LOSSES:
@@ -132,6 +144,9 @@ class ConCURLParams:
         ):
             check_int(name, getattr(self, name))
         check_int("freeze_prototypes_epochs", self.freeze_prototypes_epochs, 0)
+        check_queue_params(
+            self.queue_length, self.queue_start_epoch, self.alpha > 0 or self.gamma > 0
+        )
         if self.projection_kind == "diagonal" and self.projection_dim > self.projection_out:
             raise ConfigError(
                 f"projection_dim must be <= projection_out ({self.projection_out}) for "
@@ -166,6 +181,11 @@ class ConCURL(ClusteringMethod):
             F.normalize(torch.randn(n_clusters, p.projection_out), dim=1)
         )
         self.sinkhorn = SinkhornKnopp(p.sinkhorn_eps, p.sinkhorn_iters, gather_distributed=True)
+        self.sinkhorn_queue = (
+            SinkhornQueue(p.queue_length, p.projection_out, p.queue_start_epoch, n_samples)
+            if p.queue_length
+            else None
+        )
         self.population_loss = SwappedPredictionLoss(p.temperature)
         self.consensus_loss = ConsensusLoss(p.temperature, p.detach_consensus_prototypes)
         seed = p.projection_seed
@@ -240,9 +260,16 @@ class ConCURL(ClusteringMethod):
         if self.uses_assignments:
             z = self.projection_head(h).float()
             prototypes = self._prototypes_for_step(batch)
-            scores = F.normalize(z, dim=1) @ prototypes.T
+            unit_z = F.normalize(z, dim=1)
+            scores = unit_z @ prototypes.T
             s1, s2 = scores.chunk(2)
-            q1, q2 = self.sinkhorn(s1), self.sinkhorn(s2)
+            if self.sinkhorn_queue is None:
+                q1, q2 = self.sinkhorn(s1), self.sinkhorn(s2)
+            else:
+                # Queued z are scored against this step's prototypes (SwAV).
+                q1, q2 = self.sinkhorn_queue.targets(
+                    [s1, s2], unit_z.chunk(2), lambda e: e @ prototypes.detach().T, self.sinkhorn
+                )
             if p.alpha > 0:
                 population = self.population_loss(s1, s2, q1, q2)
             if p.gamma > 0:

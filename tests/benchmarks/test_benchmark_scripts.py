@@ -33,6 +33,21 @@ def test_fitted_exponent_recovers_the_power() -> None:
     assert scaling.fitted_exponent(ns, [1e-6 * n**2 for n in ns]) == pytest.approx(2.0)
 
 
+def test_queue_measurement_runs_the_queued_step_and_reports_it() -> None:
+    threads = torch.get_num_threads()
+    try:
+        rows = [scaling.one_queue(length, k=20) for length in (0, 512)]
+    finally:
+        torch.set_num_threads(threads)
+    assert rows[0]["queue_buffer_mib"] == 0.0 and "alone" in rows[0]["what"]
+    assert rows[1]["queue_buffer_mib"] == 2 * 512 * scaling.QUEUE_DIM * 4 / 2**20
+    assert "512 queued" in rows[1]["what"]
+    assert all(r["seconds"] > 0 for r in rows)
+    meta = {"date": "d", "machine": "m", "torch": "t", "load_average": [1.0, 1.0, 1.0]}
+    text = scaling.queue_markdown({"queue_meta": meta, "queue_command": "c", "queue": rows})
+    assert "| 512 | 20 | 256 |" in text and "load average 1.0" in text
+
+
 def _round(name: str, rate: float, phases: tuple[float, ...]) -> dict:
     return {
         "pipeline": name,
