@@ -21,9 +21,8 @@ import numpy as np
 import torch
 
 from contraclust.config import RunConfig, load_preset, merge
-from contraclust.data import ArrayDataset, load_dataset
+from contraclust.data import ArrayDataset, array_to_dataset, load_dataset
 from contraclust.data.features import FeatureBackbone, features_dataset, load_feature_backbone
-from contraclust.data.formats import array_to_dataset
 from contraclust.errors import ConfigError
 from contraclust.methods import ClusteringMethod
 from contraclust.training import (

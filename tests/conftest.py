@@ -26,6 +26,9 @@ import numpy as np
 import pytest
 from helpers import read_idx_plain, write_idx
 
+#: Fixtures of a local HTTP server for the download tests.
+pytest_plugins = ["local_http"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA_ENV = "CONTRACLUST_SHARED_DATA"
 DATA_ROOT_CACHE = REPO_ROOT / ".cache" / "test-data-root"

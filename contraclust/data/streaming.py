@@ -30,14 +30,14 @@ import torch
 from PIL import Image
 
 from contraclust.data.dataset import ArrayDataset
-from contraclust.data.formats import (
+from contraclust.data.readers.common import reason
+from contraclust.data.readers.images import (
     DEFAULT_IMAGE_SIZE,
     _decode,
     _fail_unreadable,
     _Failure,
     _folder_labels,
     _probe,
-    _reason,
     list_image_folder,
 )
 from contraclust.errors import DataError
@@ -87,7 +87,7 @@ class PathTable:
 
 @dataclass(frozen=True)
 class DecodeRule:
-    """How every file of a set is decoded (see :func:`~contraclust.data.formats._decode`)."""
+    """How every file of a set is decoded (see :func:`~contraclust.data.readers.images._decode`)."""
 
     colour: bool
     #: The common (width, height) when all images share it and no resize is asked for.
@@ -173,7 +173,7 @@ class StreamedImageDataset(torch.utils.data.Dataset):
         except Image.DecompressionBombError:
             return torch.zeros(self.input_shape, dtype=torch.uint8), index, "too large to decode"
         except Exception as exc:  # PIL's decoders raise many types; all mean unreadable
-            return torch.zeros(self.input_shape, dtype=torch.uint8), index, _reason(exc)
+            return torch.zeros(self.input_shape, dtype=torch.uint8), index, reason(exc)
         array = np.ascontiguousarray(array)
         if not array.flags.writeable:  # a view of PIL's buffer
             array = array.copy()
@@ -221,7 +221,7 @@ class _HeaderScan(torch.utils.data.Dataset):
         except Image.DecompressionBombError:
             return index, False, (0, 0), "too large to decode"
         except Exception as exc:  # PIL's decoders raise many types; all mean unreadable
-            return index, False, (0, 0), _reason(exc)
+            return index, False, (0, 0), reason(exc)
         return index, probe.colour, probe.size, ""
 
 

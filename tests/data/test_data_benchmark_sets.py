@@ -11,11 +11,8 @@ import torch
 from PIL import Image
 
 from contraclust.data import find_dataset_files, list_datasets, load_dataset
-from contraclust.data.class_lists import (
-    IMAGENET10_CLASSES,
-    IMAGENET_DOGS_CLASSES,
-    STL10_CLASSES,
-)
+from contraclust.data.sets.imagenet import IMAGENET10_CLASSES, IMAGENET_DOGS_CLASSES
+from contraclust.data.sets.stl10 import STL10_CLASSES
 from contraclust.errors import DataError
 
 NEW_SETS = [

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contraclust.data import array_to_dataset, load_array_file, read_idx, read_usps_h5
-from contraclust.data.formats import resize_images
+from contraclust.data.readers.images import resize_images
 from contraclust.errors import DataError
 
 # --------------------------------------------------------------------------- IDX

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from contraclust.data import load_image_folder
-from contraclust.data.formats import DEFAULT_IMAGE_SIZE
+from contraclust.data.readers.images import DEFAULT_IMAGE_SIZE
 from contraclust.errors import DataError
 
 

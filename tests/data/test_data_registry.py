@@ -82,7 +82,7 @@ def test_register_dataset_finds_files_under_its_family(
         family="toys",
         description="three vectors",
         files=["toy.npy"],
-        url_hint="https://example.org/toys",
+        origin="https://example.org/toys",
     )
     def _load_toy(files: Mapping[str, Path]) -> ArrayDataset:
         return ArrayDataset(torch.from_numpy(np.load(files["toy.npy"])), None, "ignored")

@@ -18,12 +18,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from contraclust.data.benchmark_formats import (
-    STL10_IMAGE_BYTES,
-    read_stl10_images,
-    read_stl10_labels,
-)
-from contraclust.data.formats import load_image_folder, read_usps_h5
+from contraclust.data.readers.images import load_image_folder
+from contraclust.data.sets.stl10 import STL10_IMAGE_BYTES, read_stl10_images, read_stl10_labels
+from contraclust.data.sets.usps import read_usps_h5
 from contraclust.errors import DataError
 
 #: Examples per fuzz test; with the tests below about 1,000 per run, in a few seconds.
