@@ -181,3 +181,9 @@ def data_root(shared_file: Callable[[str], Path]) -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return DATA_ROOT_CACHE
+
+
+@pytest.fixture
+def no_data_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``$CONTRACLUST_DATA``: the data root is the argument or the default."""
+    monkeypatch.delenv("CONTRACLUST_DATA", raising=False)

@@ -30,7 +30,6 @@ from contraclust.data.download import (
     extract_archive,
     verify_dataset,
 )
-from contraclust.data.sets.mnist import MNIST_SOURCE
 from contraclust.errors import DataError
 
 MNIST_NAMES = (
@@ -524,17 +523,6 @@ def test_unreachable_address_is_one_clear_error(
     use_source(monkeypatch, "mnist", f"http://127.0.0.1:{port}/", {MNIST_NAMES[0]: b"x"})
     with pytest.raises(DataError, match=rf"cannot reach http://127\.0\.0\.1:{port}/train-images"):
         download_dataset("mnist", tmp_path, progress=False)
-
-
-def test_stored_sha256_matches_the_real_mnist_label_files(shared_data_dir: Path) -> None:
-    """The SHA-256s come from another project's lists; two of them can be checked here."""
-    known = {remote.name: remote for remote in MNIST_SOURCE.files}
-    for official, shared in (
-        ("t10k-labels-idx1-ubyte.gz", "mnist-t10k-labels-idx1-ubyte.gz"),
-        ("train-labels-idx1-ubyte.gz", "mnist-train-labels-idx1-ubyte.gz"),
-    ):
-        digest = hashlib.sha256((shared_data_dir / shared).read_bytes()).hexdigest()
-        assert known[official].checksum == ("sha256", digest)
 
 
 def test_sha256_is_preferred_to_md5() -> None:
