@@ -56,6 +56,9 @@ class DownloadSource:
 
     def how_to_get(self, folder: str) -> str:
         """How to fetch the files by hand, for messages."""
+        archives = [remote.name for remote in self.files if remote.unpack]
+        if archives:
+            return f"download {', '.join(archives)} from {self.base_url} and unpack it in {folder}/"
         return f"download the official files from {self.base_url} into {folder}/"
 
     @property

@@ -68,6 +68,7 @@ def test_register_dataset_finds_files_under_its_family(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
+    monkeypatch.setattr(registry_module, "_ORIGINS", dict(registry_module._ORIGINS))
 
     @register_dataset(
         "toy-set",
