@@ -28,8 +28,14 @@ from contraclust.errors import DataError
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
     "IMAGE_EXTENSIONS",
+    "ImageFailure",
+    "ImageProbe",
+    "decode_image",
+    "fail_unreadable",
+    "folder_labels",
     "list_image_folder",
     "load_image_folder",
+    "probe_image",
     "resize_images",
 ]
 
@@ -82,7 +88,7 @@ _GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N",
 
 
 @dataclass
-class _Probe:
+class ImageProbe:
     """What the header of one image file says, read without decoding the pixels."""
 
     size: tuple[int, int]
@@ -90,7 +96,9 @@ class _Probe:
 
 
 @dataclass
-class _Failure:
+class ImageFailure:
+    """An image file that could not be read, and why."""
+
     relpath: str
     reason: str
 
@@ -110,14 +118,15 @@ def _bomb_message(path: Path, exc: BaseException) -> str:
     )
 
 
-def _probe(path: Path) -> _Probe:
+def probe_image(path: Path) -> ImageProbe:
+    """The size and colour of an image file, from its header."""
     with Image.open(path) as image:
         mode = image.mode
         if mode == "P" or mode == "PA":
             colour = not _palette_is_grey(image)
         else:
             colour = mode not in _GREY_MODES
-        return _Probe(size=image.size, colour=colour)
+        return ImageProbe(size=image.size, colour=colour)
 
 
 def _to_mode(image: Image.Image, colour: bool) -> Image.Image:
@@ -143,7 +152,7 @@ def _to_mode(image: Image.Image, colour: bool) -> Image.Image:
     return image if image.mode == target else image.convert(target)
 
 
-def _decode(
+def decode_image(
     path: Path, colour: bool, out_size: tuple[int, int] | None, crop_to: int | None
 ) -> np.ndarray:
     """Decode one file to a (C, H, W) uint8 array of the dataset's common format."""
@@ -221,7 +230,8 @@ def list_image_folder(root: Path, image_size: int | None = None) -> list[str]:
     return relpaths
 
 
-def _fail_unreadable(root: Path, failures: list[_Failure]) -> None:
+def fail_unreadable(root: Path, failures: list[ImageFailure]) -> None:
+    """Raise one :class:`DataError` naming the first three unreadable files."""
     failures = sorted(failures, key=lambda failure: failure.relpath)
     shown = ", ".join(f"{failure.relpath} ({failure.reason})" for failure in failures[:3])
     more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
@@ -261,25 +271,25 @@ def load_image_folder(
     """
     root = Path(path)
     relpaths = list_image_folder(root, image_size)
-    failures: list[_Failure] = []
+    failures: list[ImageFailure] = []
 
-    def probe(relpath: str) -> _Probe | _Failure:
+    def probe(relpath: str) -> ImageProbe | ImageFailure:
         file = root / relpath
         try:
             if file.stat().st_size == 0:
-                return _Failure(relpath, "empty file")
-            return _probe(file)
+                return ImageFailure(relpath, "empty file")
+            return probe_image(file)
         except Image.DecompressionBombError as exc:
             if not skip_bad:
                 raise DataError(_bomb_message(file, exc)) from exc
-            return _Failure(relpath, "too large to decode")
+            return ImageFailure(relpath, "too large to decode")
         except Exception as exc:  # PIL's decoders raise many types; all mean unreadable
-            return _Failure(relpath, reason(exc))
+            return ImageFailure(relpath, reason(exc))
 
     probes = _map_parallel(probe, relpaths)
-    good: list[tuple[str, _Probe]] = []
+    good: list[tuple[str, ImageProbe]] = []
     for relpath, result in zip(relpaths, probes, strict=True):
-        if isinstance(result, _Failure):
+        if isinstance(result, ImageFailure):
             failures.append(result)
         else:
             good.append((relpath, result))
@@ -297,29 +307,29 @@ def load_image_folder(
         )
     common = next(iter(sizes)) if len(sizes) == 1 else None
 
-    def decode(item: tuple[str, _Probe]) -> np.ndarray | _Failure:
+    def decode(item: tuple[str, ImageProbe]) -> np.ndarray | ImageFailure:
         relpath, _ = item
         file = root / relpath
         try:
-            return _decode(file, colour, common, crop_to)
+            return decode_image(file, colour, common, crop_to)
         except Image.DecompressionBombError as exc:
             if not skip_bad:
                 raise DataError(_bomb_message(file, exc)) from exc
-            return _Failure(relpath, "too large to decode")
+            return ImageFailure(relpath, "too large to decode")
         except Exception as exc:  # PIL's decoders raise many types; all mean unreadable
-            return _Failure(relpath, reason(exc))
+            return ImageFailure(relpath, reason(exc))
 
     decoded = _map_parallel(decode, good)
     arrays: list[np.ndarray] = []
     kept: list[str] = []
     for (relpath, _), result in zip(good, decoded, strict=True):
-        if isinstance(result, _Failure):
+        if isinstance(result, ImageFailure):
             failures.append(result)
         else:
             arrays.append(result)
             kept.append(relpath)
     if failures and not skip_bad:
-        _fail_unreadable(root, failures)
+        fail_unreadable(root, failures)
     if not arrays:
         raise DataError(
             f"none of the {len(relpaths)} image file(s) in {root} could be read "
@@ -329,7 +339,7 @@ def load_image_folder(
         logger.warning("%s: skipped %d unreadable image file(s)", root, len(failures))
 
     data = torch.from_numpy(np.stack(arrays))
-    labels, class_names = _folder_labels(root, kept)
+    labels, class_names = folder_labels(root, kept)
     dataset = ArrayDataset(
         data=data,
         labels=labels,
@@ -342,7 +352,7 @@ def load_image_folder(
     return dataset
 
 
-def _folder_labels(root: Path, relpaths: list[str]) -> tuple[np.ndarray | None, list[str] | None]:
+def folder_labels(root: Path, relpaths: list[str]) -> tuple[np.ndarray | None, list[str] | None]:
     """Labels from first-level sub-folders, when there are two or more and no loose files."""
     tops = [relpath.split("/", 1)[0] if "/" in relpath else None for relpath in relpaths]
     folders = {top for top in tops if top is not None}
