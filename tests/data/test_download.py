@@ -529,3 +529,20 @@ def test_sha256_is_preferred_to_md5() -> None:
     remote = RemoteFile("a.bin", md5="0" * 32, sha256="f" * 64)
     assert remote.checksum == ("sha256", "f" * 64)
     assert RemoteFile("b.bin", md5="A" * 32).checksum == ("md5", "a" * 32)
+
+
+def test_progress_is_a_tqdm_bar_on_stderr(
+    http_server: str,
+    http_state: ServerState,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    payload = big_payload()
+    http_state.files["/m/train-images-idx3-ubyte.gz"] = payload
+    use_source(monkeypatch, "mnist", f"{http_server}/m/", {"train-images-idx3-ubyte.gz": payload})
+    with pytest.raises(DataError, match="t10k-images"):  # only the first file is served
+        download_dataset("mnist", tmp_path, progress=True)
+    err = capsys.readouterr().err
+    assert f"mnist: downloading {http_server}/m/train-images-idx3-ubyte.gz" in err
+    assert "train-images-idx3-ubyte.gz: 100%" in err and "293k/293k" in err
