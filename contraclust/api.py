@@ -25,9 +25,8 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.multiclass import type_of_target
 
 from contraclust.config import RunConfig, build_config
-from contraclust.data import ArrayDataset, load_dataset
+from contraclust.data import ArrayDataset, array_to_dataset, load_dataset
 from contraclust.data.features import FeatureBackbone, features_dataset, load_feature_backbone
-from contraclust.data.formats import array_to_dataset
 from contraclust.errors import ConfigError, DataError, NotFittedError, did_you_mean
 from contraclust.methods import ClusteringMethod
 from contraclust.training import (

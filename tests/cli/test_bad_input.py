@@ -24,7 +24,7 @@ from PIL import Image
 
 from contraclust import Clusterer, load
 from contraclust.cli import main
-from contraclust.data.formats import load_array_file
+from contraclust.data import load_array_file
 from contraclust.errors import CheckpointError, ConfigError, ContraclustError, DataError
 from contraclust.training.rundir import holds_run
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from contraclust.config import RunConfig
-from contraclust.data.formats import array_to_dataset
+from contraclust.data import array_to_dataset
 from contraclust.training import fit
 
 
