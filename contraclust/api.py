@@ -64,7 +64,11 @@ class Clusterer:
         backbone: ``auto`` or a backbone name (``small_cnn``, ``resnet18``, ``mlp`` ...).
         augmentation: ``auto``, ``grey``, ``simclr``, ``vector`` or ``none``.
         preset: a preset name (``cc/digits``) or YAML path applied before the above.
-        predict_with: ``head`` (argmax of the cluster head) or ``kmeans`` on the embedding.
+        predict_with: ``head`` (argmax of the cluster head), ``kmeans`` (on the features
+            of ``kmeans_space``) or ``sinkhorn`` (argmax of an assignment balanced over
+            the whole data set); see docs/methods.md.
+        kmeans_space: where the k-means read-out runs: ``backbone``, ``projection`` or
+            ``exemplar``, as the method offers (None: the preset's or ``backbone``).
         device: ``auto``, ``cpu`` or ``cuda``.
         random_state: seed; the same seed on CPU gives the same assignments.
         params: the method's own hyper-parameters (see its ``Params`` dataclass).
@@ -88,6 +92,7 @@ class Clusterer:
         augmentation: str | None = None,
         preset: str | None = None,
         predict_with: str | None = None,
+        kmeans_space: str | None = None,
         device: str = "auto",
         random_state: int = 0,
         params: dict[str, Any] | None = None,
@@ -104,6 +109,7 @@ class Clusterer:
         self.augmentation = augmentation
         self.preset = preset
         self.predict_with = predict_with
+        self.kmeans_space = kmeans_space
         self.device = device
         self.random_state = random_state
         self.params = params
@@ -123,6 +129,7 @@ class Clusterer:
             "augmentation",
             "preset",
             "predict_with",
+            "kmeans_space",
             "device",
             "random_state",
             "params",
@@ -150,6 +157,8 @@ class Clusterer:
             train["batch_size"] = self.batch_size
         if self.predict_with is not None:
             train["predict_with"] = self.predict_with
+        if self.kmeans_space is not None:
+            train["kmeans_space"] = self.kmeans_space
         override["train"] = train
         if self.lr is not None:
             override["optim"] = {"lr": self.lr}
@@ -248,6 +257,8 @@ class Clusterer:
                 self.config_.train.predict_with,
                 self.config_.train.seed,
                 centers=self.readout_centers_,
+                kmeans_space=self.config_.train.kmeans_space,
+                kmeans_n_init=self.config_.train.kmeans_n_init,
                 progress="predicting" if self.verbose else None,
             )
         finally:

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from contraclust import __version__
+from contraclust.config import KMEANS_SPACES, READOUTS
 from contraclust.errors import ConfigError, ContraclustError, RunDirectoryError
 
 EXIT_USAGE = 2
@@ -85,6 +86,7 @@ def build_config(args: argparse.Namespace):
     put("train", "devices", args.devices)
     put("train", "precision", args.precision)
     put("train", "predict_with", args.predict_with)
+    put("train", "kmeans_space", args.kmeans_space)
     put("train", "eval_every", args.eval_every)
     if args.param:
         over["params"] = dict(_parse_param(p) for p in args.param)
@@ -511,9 +513,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--predict-with",
-        choices=("head", "kmeans"),
+        choices=READOUTS,
         default=None,
-        help="read-out: argmax of the cluster head or k-means on the embedding",
+        help="read-out: argmax of the cluster head, k-means (see --kmeans-space) or argmax "
+        "of a Sinkhorn assignment balanced over the whole data set",
+    )
+    p.add_argument(
+        "--kmeans-space",
+        choices=KMEANS_SPACES,
+        default=None,
+        help="features of the k-means read-out: backbone, projection head or exemplar head "
+        "(as the method offers; default backbone)",
     )
     p.add_argument(
         "--eval-every", type=int, default=None, help="score every N epochs when labels exist"
