@@ -169,7 +169,7 @@ def test_bad_read_outs_are_refused_naming_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match="predict_with must be one of head, kmeans, sinkhorn"):
         predict(method, data, device, "centroids")
     with pytest.raises(
-        ConfigError, match="no 'exemplar' space.*valid kmeans_space: backbone, projection"
+        ConfigError, match=r"no 'exemplar' space.*valid kmeans_space: backbone, projection"
     ):
         predict(method, data, device, "kmeans", kmeans_space="exemplar")
     with pytest.raises(ConfigError, match="kmeans_space must be one of"):
