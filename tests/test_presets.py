@@ -39,6 +39,7 @@ def test_concurl_presets_follow_the_authors_code(data: str) -> None:
     assert (aug.brightness, aug.contrast, aug.saturation, aug.hue) == (0.4, 0.4, 0.4, 0.4)
     assert aug.grey_p == 0.2 and aug.hflip_p == 0.5 and aug.blur_p == 0.0
     assert cfg.params["exemplar_views"] == "first"
+    assert cfg.params["view_passes"] == "separate"
     assert (cfg.train.predict_with, cfg.train.kmeans_space) == ("kmeans", "exemplar")
     assert cfg.train.kmeans_n_init == 20
     assert (cfg.optim.name, cfg.optim.momentum, cfg.optim.weight_decay) == ("sgd", 0.9, 5e-4)

@@ -20,6 +20,22 @@ from contraclust.config import KMEANS_SPACES, READOUTS, ModelConfig
 from contraclust.errors import ConfigError
 from contraclust.losses.self_label import SelfLabelLoss
 
+#: How the augmented views go through the backbone (a method's ``view_passes``).
+VIEW_PASSES = ("joint", "separate")
+
+
+def encode_views(backbone: nn.Module, views: list[Tensor], passes: str) -> Tensor:
+    """Backbone features of ``views``, concatenated in order.
+
+    ``joint``: one pass over all views, so BatchNorm normalises them with statistics
+    shared across the views. ``separate``: one pass per view, so each view is
+    normalised with its own batch statistics (and the running statistics take one
+    update per view). Without BatchNorm the two give the same features.
+    """
+    if passes == "separate":
+        return torch.cat([backbone(x) for x in views], dim=0)
+    return backbone(torch.cat(views, dim=0))
+
 
 @dataclass
 class NoParams:

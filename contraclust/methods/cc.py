@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -30,10 +29,13 @@ from contraclust.checks import check_choice
 from contraclust.config import ModelConfig
 from contraclust.errors import ConfigError
 from contraclust.losses import ClusterContrastiveLoss, NTXentLoss
-from contraclust.methods.base import ClusteringMethod, register_method
+from contraclust.methods.base import (
+    VIEW_PASSES,
+    ClusteringMethod,
+    encode_views,
+    register_method,
+)
 from contraclust.models import ClusterHead, ProjectionHead, build_backbone
-
-VIEW_PASSES = ("joint", "separate")
 
 
 @dataclass
@@ -85,13 +87,7 @@ class ContrastiveClustering(ClusteringMethod):
         )
 
     def training_loss(self, views: list[Tensor], clean: Tensor, index: Tensor) -> dict[str, Tensor]:
-        x1, x2 = views
-        if self.params.view_passes == "separate":
-            # CC's code: BatchNorm normalises each view with its own batch statistics.
-            h = torch.cat([self.backbone(x1), self.backbone(x2)], dim=0)
-        else:
-            # One pass: BatchNorm normalises the 2B images with shared statistics.
-            h = self.backbone(torch.cat([x1, x2], dim=0))
+        h = encode_views(self.backbone, views, self.params.view_passes)
         z = self.instance_head(h)
         p = F.softmax(self.cluster_head(h).float(), dim=1)
         z1, z2 = z.chunk(2)

@@ -20,7 +20,9 @@ the prototypes, so their prototypes stay at their random initialisation: set
 ``alpha: 0`` to get that variant (the prototypes are then frozen, ``requires_grad``
 False, so that DDP sees no unused parameter).
 
-The exemplar loss of the authors' code (``main.py``) uses view 1 only: the memory-bank
+The authors' code (``main.py``) runs the backbone once per view (``view_passes:
+separate``; ours, the default, is one pass over both views, ``joint``: BatchNorm then
+normalises the two views together). Its exemplar loss uses view 1 only: the memory-bank
 loss of ``e1`` and a bank update with ``e1`` (``exemplar_views: first``, used by the
 presets that follow their scripts). ``exemplar_views: both`` (ours, the default)
 averages the losses of the two views and updates the bank with ``norm(e1 + e2)``.
@@ -50,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contraclust.checks import check_int, check_number
+from contraclust.checks import check_choice, check_int, check_number
 from contraclust.config import ModelConfig
 from contraclust.errors import ConfigError
 from contraclust.losses import (
@@ -63,7 +65,12 @@ from contraclust.losses import (
     world_size,
 )
 from contraclust.losses.consensus import PROJECTION_KINDS
-from contraclust.methods.base import ClusteringMethod, register_method
+from contraclust.methods.base import (
+    VIEW_PASSES,
+    ClusteringMethod,
+    encode_views,
+    register_method,
+)
 from contraclust.models import ProjectionHead, build_backbone
 
 EXEMPLAR_LOSSES = ("nce", "ntxent")
@@ -81,6 +88,9 @@ class ConCURLParams:
     #: views, update with ``norm(e1 + e2)``) or ``first`` (the authors' code: view 1
     #: only). ``nce`` only; NT-Xent always contrasts the two views.
     exemplar_views: str = "both"
+    #: ``joint`` (ours): one backbone pass over both views, BatchNorm statistics of the
+    #: 2B images; ``separate`` (the authors' code): one pass per view.
+    view_passes: str = "joint"
     #: Temperature of the memory-bank loss (``main.py``'s default; the authors' scripts
     #: use 0.35 to 1.0 per data set).
     nce_temperature: float = 0.3
@@ -140,6 +150,7 @@ class ConCURLParams:
                 f"exemplar_views: {self.exemplar_views} applies to exemplar_loss: nce only "
                 "(NT-Xent contrasts the two views); set exemplar_views: both"
             )
+        check_choice("view_passes", self.view_passes, VIEW_PASSES)
         if self.projection_kind not in PROJECTION_KINDS:
             raise ConfigError(
                 f"projection_kind must be one of {', '.join(PROJECTION_KINDS)}, "
@@ -254,8 +265,7 @@ class ConCURL(ClusteringMethod):
         batch = x1.shape[0]
         with torch.no_grad():
             self.prototypes.copy_(F.normalize(self.prototypes, dim=1))
-        # One pass over both views: batch norm sees the 2B batch.
-        h = self.backbone(torch.cat([x1, x2], dim=0))
+        h = encode_views(self.backbone, [x1, x2], p.view_passes)
         zero = h.new_zeros((), dtype=torch.float32)
         exemplar = population = consensus = zero
         if self.exemplar_head is not None:

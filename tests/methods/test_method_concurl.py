@@ -187,6 +187,14 @@ def test_exemplar_views_decide_what_the_memory_bank_learns(views: str) -> None:
     assert not torch.allclose(method.memory_bank.bank[index], alternative, atol=1e-4)
 
 
+@pytest.mark.parametrize(("passes", "updates"), [("joint", 1), ("separate", 2)])
+def test_view_passes_decide_the_batch_norm_statistics(passes: str, updates: int) -> None:
+    method = small_method(view_passes=passes)
+    one_step(method)
+    norms = [m for m in method.backbone.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert norms and all(int(m.num_batches_tracked) == updates for m in norms)
+
+
 def test_exemplar_view_one_loss_is_view_one_alone() -> None:
     method = small_method(exemplar_views="first", alpha=0.0, gamma=0.0)
     gen = torch.Generator().manual_seed(2)
@@ -211,6 +219,7 @@ def test_exemplar_view_one_loss_is_view_one_alone() -> None:
     ("params", "name"),
     [
         ({"exemplar_views": "second"}, "exemplar_views"),
+        ({"view_passes": "both"}, "view_passes"),
         ({"exemplar_views": "first", "exemplar_loss": "ntxent"}, "exemplar_views"),
         ({"exemplar_loss": "byol"}, "exemplar_loss"),
         ({"nce_temperature": 0.0}, "nce_temperature"),
