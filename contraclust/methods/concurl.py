@@ -20,12 +20,13 @@ the prototypes, so their prototypes stay at their random initialisation: set
 ``alpha: 0`` to get that variant (the prototypes are then frozen, ``requires_grad``
 False, so that DDP sees no unused parameter).
 
-The authors' code (``main.py``) runs the backbone once per view (``view_passes:
-separate``; ours, the default, is one pass over both views, ``joint``: BatchNorm then
-normalises the two views together). Its exemplar loss uses view 1 only: the memory-bank
-loss of ``e1`` and a bank update with ``e1`` (``exemplar_views: first``, used by the
-presets that follow their scripts). ``exemplar_views: both`` (ours, the default)
-averages the losses of the two views and updates the bank with ``norm(e1 + e2)``.
+The authors' code (``main.py``) runs the network once per view (``view_passes:
+separate``: the backbone and the projection head's BatchNorm normalise each view with
+its own statistics; ours, the default, is one pass over both views, ``joint``). Its
+exemplar loss uses view 1 only: the memory-bank loss of ``e1`` and a bank update with
+``e1`` (``exemplar_views: first``, used by the presets that follow their scripts).
+``exemplar_views: both`` (ours, the default) averages the losses of the two views and
+updates the bank with ``norm(e1 + e2)``.
 
 Prediction (``train.predict_with``): ``head``, the argmax of the scores ``C norm(z)``
 (the authors' ``outcode``); ``sinkhorn``, the argmax of a Sinkhorn assignment of those
@@ -88,8 +89,9 @@ class ConCURLParams:
     #: views, update with ``norm(e1 + e2)``) or ``first`` (the authors' code: view 1
     #: only). ``nce`` only; NT-Xent always contrasts the two views.
     exemplar_views: str = "both"
-    #: ``joint`` (ours): one backbone pass over both views, BatchNorm statistics of the
-    #: 2B images; ``separate`` (the authors' code): one pass per view.
+    #: ``joint`` (ours): one pass of backbone and projection head over both views,
+    #: BatchNorm statistics of the 2B images; ``separate`` (the authors' code): one
+    #: pass per view.
     view_passes: str = "joint"
     #: Temperature of the memory-bank loss (``main.py``'s default; the authors' scripts
     #: use 0.35 to 1.0 per data set).
@@ -288,7 +290,7 @@ class ConCURL(ClusteringMethod):
                 assert self.ntxent is not None
                 exemplar = self.ntxent(e1, e2)
         if self.uses_assignments:
-            z = self.projection_head(h).float()
+            z = self._project(h)
             prototypes = self._prototypes_for_step(batch)
             scores = F.normalize(z, dim=1) @ prototypes.T
             s1, s2 = scores.chunk(2)
@@ -307,6 +309,12 @@ class ConCURL(ClusteringMethod):
             "population": population.detach(),
             "consensus": consensus.detach(),
         }
+
+    def _project(self, h: Tensor) -> Tensor:
+        """z of the 2B backbone features; its BatchNorm sees the views as the backbone did."""
+        if self.params.view_passes == "separate":
+            return torch.cat([self.projection_head(v) for v in h.chunk(2)], dim=0).float()
+        return self.projection_head(h).float()
 
     # ------------------------------------------------------------------ read-outs
     def scores(self, x: Tensor) -> Tensor:

@@ -191,8 +191,9 @@ def test_exemplar_views_decide_what_the_memory_bank_learns(views: str) -> None:
 def test_view_passes_decide_the_batch_norm_statistics(passes: str, updates: int) -> None:
     method = small_method(view_passes=passes)
     one_step(method)
-    norms = [m for m in method.backbone.modules() if isinstance(m, torch.nn.BatchNorm1d)]
-    assert norms and all(int(m.num_batches_tracked) == updates for m in norms)
+    for part in (method.backbone, method.projection_head):
+        norms = [m for m in part.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+        assert norms and all(int(m.num_batches_tracked) == updates for m in norms)
 
 
 def test_exemplar_view_one_loss_is_view_one_alone() -> None:
