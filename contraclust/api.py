@@ -121,7 +121,11 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         image_size: side images are resized to (None: their own).
         self_label_epochs: epochs of self-labelling after training (None: 0).
         preset: a preset name (``cc/digits``) or YAML path applied before the above.
-        predict_with: ``head`` (argmax of the cluster head) or ``kmeans`` on the embedding.
+        predict_with: ``head`` (argmax of the cluster head), ``kmeans`` (on the features
+            of ``kmeans_space``) or ``sinkhorn`` (argmax of an assignment balanced over
+            the whole data set); see docs/methods.md.
+        kmeans_space: where the k-means read-out runs: ``backbone``, ``projection`` or
+            ``exemplar``, as the method offers (None: the preset's or ``backbone``).
         device: ``auto``, ``cpu`` or ``cuda``.
         random_state: seed; the same seed on CPU gives the same assignments.
         params: the method's own hyper-parameters (see its ``Params`` dataclass).
@@ -150,6 +154,7 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self_label_epochs: int | None = None,
         preset: str | None = None,
         predict_with: str | None = None,
+        kmeans_space: str | None = None,
         device: str = "auto",
         random_state: int = 0,
         params: dict[str, Any] | None = None,
@@ -170,6 +175,7 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.self_label_epochs = self_label_epochs
         self.preset = preset
         self.predict_with = predict_with
+        self.kmeans_space = kmeans_space
         self.device = device
         self.random_state = random_state
         self.params = params
@@ -326,6 +332,8 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 self.config_.train.predict_with,
                 self.config_.train.seed,
                 centers=self.readout_centers_,
+                kmeans_space=self.config_.train.kmeans_space,
+                kmeans_n_init=self.config_.train.kmeans_n_init,
                 progress="predicting" if self.verbose else None,
             )
         finally:
@@ -367,6 +375,7 @@ def params_of_config(cfg: RunConfig) -> dict[str, Any]:
         "image_size": cfg.data.image_size,
         "self_label_epochs": cfg.train.self_label_epochs,
         "predict_with": cfg.train.predict_with,
+        "kmeans_space": cfg.train.kmeans_space,
         "random_state": cfg.train.seed,
         "params": dict(cfg.params) or None,
         "k_range": cfg.k_search.k_range,

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from contraclust import __version__
+from contraclust.config import KMEANS_SPACES, READOUTS
 from contraclust.errors import (
     ConfigError,
     ContraclustError,
@@ -494,9 +495,17 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--predict-with",
-        choices=("head", "kmeans"),
+        choices=READOUTS,
         default=None,
-        help="read-out: argmax of the cluster head or k-means on the embedding (default: head)",
+        help="read-out: argmax of the cluster head, k-means (see --kmeans-space) or argmax "
+        "of a Sinkhorn assignment balanced over the whole data set (default: head)",
+    )
+    p.add_argument(
+        "--kmeans-space",
+        choices=KMEANS_SPACES,
+        default=None,
+        help="features of the k-means read-out: backbone, projection head or exemplar head "
+        "(as the method offers; default: backbone)",
     )
     p.add_argument(
         "--eval-every",

@@ -23,7 +23,7 @@ from typing import Any, TypeVar, Union
 
 import yaml
 
-from contraclust.checks import check_int, check_number
+from contraclust.checks import check_choice, check_int, check_number
 from contraclust.errors import ConfigError, ContraclustWarning, did_you_mean
 
 T = TypeVar("T")
@@ -127,6 +127,12 @@ class OptimConfig:
             raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
 
 
+#: The read-outs of ``train.predict_with`` (see :class:`TrainConfig`).
+READOUTS = ("head", "kmeans", "sinkhorn")
+#: The spaces of ``train.kmeans_space``; each method offers some of them.
+KMEANS_SPACES = ("backbone", "projection", "exemplar")
+
+
 @dataclass
 class TrainConfig:
     """Training schedule, hardware and read-out."""
@@ -145,9 +151,17 @@ class TrainConfig:
     precision: str = "auto"
     #: Score the predictions every N epochs when labels exist (0: only at the end).
     eval_every: int = 1
-    #: How clusters are read out: ``head`` (argmax of the cluster head) or ``kmeans``
-    #: (k-means on the embedding).
+    #: How clusters are read out: ``head`` (argmax of the cluster head), ``kmeans``
+    #: (k-means on the features of ``kmeans_space``) or ``sinkhorn`` (argmax of a
+    #: Sinkhorn-balanced assignment computed over the whole data set, so that every
+    #: cluster gets about N / K samples; ConCURL's authors report it).
     predict_with: str = "head"
+    #: Where the k-means read-out runs: ``backbone`` (every method), ``projection``
+    #: (the projection head's output) or ``exemplar`` (ConCURL's exemplar head); each
+    #: method lists the spaces it has (docs/methods.md).
+    kmeans_space: str = "backbone"
+    #: k-means restarts of the k-means read-out (ConCURL's authors: 20).
+    kmeans_n_init: int = 10
     #: Epochs of self-labelling after the method's ``epochs`` (0: none): the confident
     #: clean predictions become cross-entropy targets of the augmented views (SCAN's
     #: third step, ``contraclust.losses.SelfLabelLoss``); not part of the methods' papers.
@@ -166,6 +180,9 @@ class TrainConfig:
 
     def check(self) -> None:
         """The rules of these settings that need no data (run again after changes)."""
+        check_choice("predict_with", self.predict_with, READOUTS)
+        check_choice("kmeans_space", self.kmeans_space, KMEANS_SPACES)
+        check_int("kmeans_n_init", self.kmeans_n_init)
         if self.epochs < 1:
             raise ConfigError(
                 f"epochs must be >= 1, got {self.epochs}; a run needs at least one epoch"
@@ -450,6 +467,7 @@ FLAT_OPTIONS: dict[str, tuple[str, ...]] = {
     "devices": ("train", "devices"),
     "precision": ("train", "precision"),
     "predict_with": ("train", "predict_with"),
+    "kmeans_space": ("train", "kmeans_space"),
     "eval_every": ("train", "eval_every"),
 }
 

@@ -541,6 +541,8 @@ def _fit(
                         cfg.train.predict_with,
                         cfg.train.seed,
                         keep_probs=last,  # only the final read-out keeps the N x K probs
+                        kmeans_space=cfg.train.kmeans_space,
+                        kmeans_n_init=cfg.train.kmeans_n_init,
                         progress=None if quiet or not is_main else "scoring",
                     )
                     if last:  # the final read-out: not computed a second time below
@@ -574,6 +576,8 @@ def _fit(
             cfg.train.predict_with,
             cfg.train.seed,
             progress=None if quiet or not is_main else "predicting",
+            kmeans_space=cfg.train.kmeans_space,
+            kmeans_n_init=cfg.train.kmeans_n_init,
         )
     metrics = evaluate(dataset.labels, prediction.labels) if dataset.labels is not None else None
     seconds = time.perf_counter() - start_time

@@ -258,6 +258,11 @@ CASES: dict[str, Case] = {
         r"use --clusters 1797 or fewer",
     ),
     "unknown method": Case(fit("--method", "nope"), r"unknown method 'nope'", r"valid methods"),
+    "k-means space the method lacks": Case(
+        fit("digits", "--method", "cc", "--predict-with", "kmeans", "--kmeans-space", "exemplar"),
+        r"method 'cc' has no 'exemplar' space",
+        r"valid kmeans_space: backbone, projection",
+    ),
     "unknown dataset": Case(fit("no-such-set"), r"unknown dataset 'no-such-set'", r"valid names"),
     "unknown preset": Case(
         fit("--preset", "nope/none"), r"unknown preset 'nope/none'", r"valid presets: cc/digits"
