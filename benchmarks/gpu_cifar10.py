@@ -210,7 +210,7 @@ def train(cfg: RunConfig, dataset: ArrayDataset, budget_s: float, on_score: Any)
     seconds = time.time() - start
     epoch_seconds = [r["seconds"] for r in handler.rows if "seconds" in r]
     return {
-        "seconds": round(seconds, 1),
+        "seconds": round(seconds, 2),  # as elapsed_s: rounding keeps their order
         "stopped_by_budget": final is None,
         "epochs_done": len(handler.rows),
         "epoch_seconds_median": statistics.median(epoch_seconds) if epoch_seconds else None,

@@ -15,8 +15,9 @@
 #
 # Environment: OUT (folder of gpu_cifar10.json and gpu_cifar10.log; default
 # runs/gpu-cifar10-<time>), GPU_DATA (the data root; .gpudata), METHOD (clc), TINY,
-# PYTHON (the interpreter; default .venv/bin/python, else python3), MAX_S (470: the
-# whole command is killed after this many seconds; the JSON keeps what was done).
+# PYTHON (the interpreter; default .venv/bin/python, else the first of python3 and
+# python that imports torch), MAX_S (470: the whole command is stopped after this many
+# seconds; the JSON keeps what was done).
 # Arguments after the options above go to gpu_cifar10.py (e.g. --train-budget-s 200).
 set -euo pipefail
 
@@ -31,10 +32,17 @@ if [ -n "${PYTHON:-}" ]; then
 elif [ -x .venv/bin/python ]; then
     PY=$REPO/.venv/bin/python
 else
-    PY=$(command -v python3 || command -v python) || {
-        echo "error: no python3 on PATH; set PYTHON" >&2
+    PY=
+    for candidate in python3 python; do  # the first one on PATH that has torch
+        if command -v "$candidate" >/dev/null && "$candidate" -c "import torch" 2>/dev/null; then
+            PY=$(command -v "$candidate")
+            break
+        fi
+    done
+    if [ -z "$PY" ]; then
+        echo "error: no python3 or python on PATH can import torch; set PYTHON" >&2
         exit 2
-    }
+    fi
 fi
 
 # From / so that the source tree in the working directory does not count as installed.
@@ -62,7 +70,7 @@ if [ "${TINY:-0}" = 1 ]; then ARGS+=(--tiny); fi
         echo "no nvidia-smi"
 } >"$OUT/gpu_cifar10.log"
 set +e
-timeout --signal=TERM --kill-after=15 "${MAX_S:-470}" \
+timeout --signal=TERM --kill-after=10 "${MAX_S:-470}" \
     "$PY" benchmarks/gpu_cifar10.py "${ARGS[@]}" "$@" 2>&1 | tee -a "$OUT/gpu_cifar10.log"
 STATUS=${PIPESTATUS[0]}
 set -e
