@@ -286,10 +286,10 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             return dataset
         shape = self.model_.input_shape
         if dataset.kind == "vector" and len(shape) == 1 and dataset.input_shape != shape:
-            raise DataError(  # scikit-learn's wording
+            raise DataError(  # scikit-learn's wording, then ours
                 f"X has {dataset.input_shape[0]} features, but {type(self).__name__} is "
-                f"expecting {shape[0]} features as input; give data with the training "
-                "data's columns"
+                f"expecting {shape[0]} features as input (trained on vectors of length "
+                f"{tuple(shape)}, given {tuple(dataset.input_shape)}); select matching data"
             )
         if dataset.kind == "image" and len(shape) == 3:
             dataset.data = conform_to_model(dataset.data, shape)
@@ -297,7 +297,8 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             what = "images" if len(shape) == 3 else "vectors"
             raise DataError(
                 f"this model was trained on {what} of shape {tuple(shape)}; the new data "
-                f"hold {dataset.kind}s of shape {tuple(dataset.input_shape)}"
+                f"hold {dataset.kind}s of shape {tuple(dataset.input_shape)}; resize or select "
+                "matching data"
             )
         return dataset
 
@@ -426,7 +427,7 @@ def evaluate_shift(
     from contraclust.utils import atomic_write_json
 
     if severity is not None and not corruption:
-        raise ConfigError("severity needs corruption='noise', 'blur' or 'contrast'")
+        raise ConfigError("severity needs corruption: give corruption=noise, blur or contrast")
     run = Path(run)
     est = load(run)
     cfg = est.config_

@@ -680,15 +680,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _flag_words(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """Python name of each option of ``fit`` -> its flag (``n_clusters`` -> ``--clusters``)."""
+    """Python name of each option -> its flag (``n_clusters`` -> ``--clusters``); the
+    options of ``fit`` first, then those only other commands have."""
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    flags = {}
-    for action in sub.choices["fit"]._actions:
-        longs = [o for o in action.option_strings if o.startswith("--")]
-        if longs and action.dest not in ("help", "data_opt"):
-            flags[action.dest] = longs[0]
+    flags: dict[str, str] = {}
+    for command in ("fit", *sub.choices):
+        for action in sub.choices[command]._actions:
+            longs = [o for o in action.option_strings if o.startswith("--")]
+            if longs and action.dest not in ("help", "data_opt") and action.dest not in flags:
+                flags[action.dest] = longs[0]
     flags.update({"run_dir": "--out", "resume": "--resume", "overwrite": "--overwrite"})
     return flags
+
+
+#: Names that library messages use alone (not as ``name=value``) and that are never
+#: words of a sentence, so they can be said as flags.
+_BARE_NAMES = ("run_dir", "k_range", "severity", "corruption")
 
 
 def _in_cli_words(message: str, flags: dict[str, str]) -> str:
@@ -696,7 +703,8 @@ def _in_cli_words(message: str, flags: dict[str, str]) -> str:
     for name, flag in flags.items():
         message = re.sub(rf"\b{name}=True\b", flag, message)
         message = re.sub(rf"(?<![\w.]){name}=(?=\S)", f"{flag} ", message)
-        message = re.sub(rf"(?<![\w.-]){name}\b(?=[;,)]|$)", flag, message)
+        if name in _BARE_NAMES:
+            message = re.sub(rf"(?<![\w.-]){name}\b(?![=\w])", flag, message)
     return message
 
 

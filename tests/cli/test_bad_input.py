@@ -265,7 +265,7 @@ CASES: dict[str, Case] = {
     ),
     "unknown dataset": Case(fit("no-such-set"), r"unknown dataset 'no-such-set'", r"valid names"),
     "unknown preset": Case(
-        fit("--preset", "nope/none"), r"unknown preset 'nope/none'", r"valid presets: cc/digits"
+        fit("--preset", "nope/none"), r"unknown preset .nope/none.", r"valid presets: .*cc/digits"
     ),
     "unknown preset key": Case(
         lambda tmp, run: fit("--preset", preset_file(tmp, "method: cc\ntrain:\n  epoch: 3\n"))(
