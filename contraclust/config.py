@@ -31,6 +31,9 @@ T = TypeVar("T")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+#: ``data.stream``: decode image files batch by batch (``on``), hold them (``off``), or
+#: decide by their decoded size (``auto``).
+STREAM_MODES = ("auto", "on", "off")
 
 #: Folder of the committed presets (``<method>/<dataset>.yaml``), installed with the package.
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -73,6 +76,17 @@ class DataConfig:
     #: Side of the images given to the ``features`` backbone; None: 224 for torchvision
     #: and timm, the images' own size for TorchScript (the run records the side used).
     features_image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """The rules of these settings that need no data (run again after changes)."""
+        _check_known("data.stream", self.stream, STREAM_MODES)
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"data.workers must be >= 0, got {self.workers}")
+        if self.image_size is not None and self.image_size < 1:
+            raise ConfigError(f"image_size must be a positive integer, got {self.image_size}")
 
 
 @dataclass
@@ -219,6 +233,17 @@ class KSearchConfig:
     #: when there are more), which bounds the cost of the search.
     max_samples: int = 3000
 
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """The rules of these settings that need no data (K against N is checked with
+        the data, in :func:`contraclust.training.select_k.parse_k_range`)."""
+        check_int("k_search.runs", self.runs, low=2)
+        check_int("k_search.max_samples", self.max_samples, low=10)
+        if self.epochs is not None:
+            check_int("k_search.epochs", self.epochs, low=0)
+
 
 #: The value of ``n_clusters`` that asks for a search of K.
 AUTO_CLUSTERS = "auto"
@@ -249,8 +274,10 @@ class RunConfig:
     def check(self) -> None:
         """Check every rule that needs no data; call it again after changing fields."""
         self.__post_init__()
+        self.data.check()
         self.optim.check()
         self.train.check()
+        self.k_search.check()
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

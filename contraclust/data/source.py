@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from contraclust.config import DataConfig
+from contraclust.config import STREAM_MODES, DataConfig
 from contraclust.data.dataset import ArrayDataset
 from contraclust.data.registry import get_dataset_info, load_dataset
 from contraclust.data.streaming import (
@@ -50,7 +50,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: ``data.stream`` values.
-STREAM_MODES = ("auto", "on", "off")
 #: With ``data.stream: auto``, image sets whose decoded pixels exceed this are streamed.
 MEMORY_BUDGET = 2 * 2**30
 #: Data in memory is copied to a CUDA device when it is smaller than this.
@@ -215,11 +214,9 @@ def make_source(
 
 
 def check_data_config(data: DataConfig) -> None:
-    """Range checks of the streaming options (each error names the option)."""
-    if data.stream not in STREAM_MODES:
-        raise ConfigError(f"unknown data.stream '{data.stream}'; valid: {', '.join(STREAM_MODES)}")
-    if data.workers is not None and data.workers < 0:
-        raise ConfigError(f"data.workers must be >= 0, got {data.workers}")
+    """The data-independent rules of ``data`` (they live with the settings, in
+    :meth:`DataConfig.check`)."""
+    data.check()
 
 
 def _streamable(name: str) -> bool:

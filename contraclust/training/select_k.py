@@ -305,13 +305,8 @@ def choose_k(
 
 def validate_k_search(cfg: RunConfig, n_samples: int) -> None:
     """Checks of ``n_clusters: auto`` that need no model (the range, the search settings)."""
-    from contraclust.checks import check_int
-
+    cfg.k_search.check()
     parse_k_range(cfg.k_search.k_range, n_samples)
-    check_int("k_search.runs", cfg.k_search.runs, low=2)
-    check_int("k_search.max_samples", cfg.k_search.max_samples, low=10)
-    if cfg.k_search.epochs is not None:
-        check_int("k_search.epochs", cfg.k_search.epochs, low=0)
     if cfg.train.devices > 1:
         raise ConfigError(
             "n_clusters=auto runs on one device; choose K first (its k_search.json), then "
