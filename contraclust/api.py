@@ -66,6 +66,9 @@ class Clusterer:
         preset: a preset name (``cc/digits``) or YAML path applied before the above.
         predict_with: ``head`` (argmax of the cluster head) or ``kmeans`` on the embedding.
         device: ``auto``, ``cpu`` or ``cuda``.
+        num_nodes: machines the training runs on (DDP), each with one process; every
+            node runs the same script, started by torchrun or srun (see
+            ``docs/tutorial-multi-gpu.md``). Every process ends with the same model.
         random_state: seed; the same seed on CPU gives the same assignments.
         params: the method's own hyper-parameters (see its ``Params`` dataclass).
         verbose: show a progress bar.
@@ -89,6 +92,7 @@ class Clusterer:
         preset: str | None = None,
         predict_with: str | None = None,
         device: str = "auto",
+        num_nodes: int = 1,
         random_state: int = 0,
         params: dict[str, Any] | None = None,
         verbose: bool = False,
@@ -105,6 +109,7 @@ class Clusterer:
         self.preset = preset
         self.predict_with = predict_with
         self.device = device
+        self.num_nodes = num_nodes
         self.random_state = random_state
         self.params = params
         self.verbose = verbose
@@ -124,6 +129,7 @@ class Clusterer:
             "preset",
             "predict_with",
             "device",
+            "num_nodes",
             "random_state",
             "params",
             "verbose",
@@ -143,7 +149,11 @@ class Clusterer:
     def _config(self) -> RunConfig:
         raw: dict[str, Any] = load_preset(self.preset) if self.preset else {}
         override: dict[str, Any] = {"method": self.method, "n_clusters": self.n_clusters}
-        train: dict[str, Any] = {"seed": self.random_state, "device": self.device}
+        train: dict[str, Any] = {
+            "seed": self.random_state,
+            "device": self.device,
+            "num_nodes": self.num_nodes,
+        }
         if self.epochs is not None:
             train["epochs"] = self.epochs
         if self.batch_size is not None:

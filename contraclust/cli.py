@@ -83,6 +83,7 @@ def build_config(args: argparse.Namespace):
     put("train", "seed", args.seed)
     put("train", "device", args.device)
     put("train", "devices", args.devices)
+    put("train", "num_nodes", args.num_nodes)
     put("train", "precision", args.precision)
     put("train", "predict_with", args.predict_with)
     put("train", "eval_every", args.eval_every)
@@ -150,8 +151,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _keep_run_settings(args: argparse.Namespace, cfg: Any, out: Path) -> None:
-    """``fit --resume --out DIR`` continues the run with its own method and length
-    unless --method / --epochs / --self-label say otherwise (fit refuses another method)."""
+    """``fit --resume --out DIR`` continues the run with its own method, length and
+    processes unless --method / --epochs / --self-label / --devices / --num-nodes say
+    otherwise (fit refuses another method)."""
     from contraclust.training.checkpoint import read_checkpoint
     from contraclust.training.rundir import LAST
 
@@ -164,6 +166,11 @@ def _keep_run_settings(args: argparse.Namespace, cfg: Any, out: Path) -> None:
         cfg.train.epochs = saved["train"]["epochs"]
     if args.self_label is None:
         cfg.train.self_label_epochs = saved["train"].get("self_label_epochs", 0)
+    # The same processes as before, unless this command says otherwise.
+    if args.devices is None:
+        cfg.train.devices = saved["train"]["devices"]
+    if args.num_nodes is None:
+        cfg.train.num_nodes = saved["train"].get("num_nodes", 1)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -466,6 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     p.add_argument("--devices", type=int, default=None, help="processes (DDP) to train on")
+    p.add_argument(
+        "--num-nodes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="machines of the run, each with --devices processes, started by torchrun, srun "
+        "or by hand with NODE_RANK, MASTER_ADDR and MASTER_PORT (default: 1)",
+    )
     p.add_argument("--precision", default=None, help="auto, 32, bf16-mixed or 16-mixed")
     p.add_argument("--batch-size", "-b", type=int, default=None, help="global batch size")
     p.add_argument("--lr", type=float, default=None, help="learning rate")

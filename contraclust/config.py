@@ -108,7 +108,11 @@ class TrainConfig:
     seed: int = 0
     #: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     device: str = "auto"
+    #: Processes (DDP) per node: one per GPU, or CPU processes.
     devices: int = 1
+    #: Nodes (machines) of the run; each runs ``devices`` processes. The launcher
+    #: (torchrun, srun, or the same command on every node) says which node is which.
+    num_nodes: int = 1
     #: Batch-norm statistics over the global batch when training on several GPUs
     #: (PyTorch's SyncBatchNorm needs CUDA: on CPU processes keep local statistics).
     sync_batchnorm: bool = True

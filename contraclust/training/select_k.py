@@ -312,7 +312,7 @@ def validate_k_search(cfg: RunConfig, n_samples: int) -> None:
     check_int("k_search.max_samples", cfg.k_search.max_samples, low=10)
     if cfg.k_search.epochs is not None:
         check_int("k_search.epochs", cfg.k_search.epochs, low=0)
-    if cfg.train.devices > 1:
+    if cfg.train.devices > 1 or cfg.train.num_nodes > 1:
         raise ConfigError(
             "--clusters auto runs on one device; choose K first (its k_search.json), then "
             "train on several with --clusters K --devices N"

@@ -1,0 +1,158 @@
+"""Two "nodes" on one machine: `fit --num-nodes 2 --devices 1`, started as two separate
+commands with NODE_RANK 0 and 1 (what a user types on two machines), one gloo process
+each, talking over 127.0.0.1.
+
+Both nodes get the same --out, as on a shared filesystem. The reference is the
+single-node run with `--devices 2`: the same two processes, numbered the same way,
+so the weights must agree to the last bit on CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from contraclust.training.checkpoint import read_checkpoint
+
+pytestmark = pytest.mark.slow
+
+COMMON = ["digits", "--method", "cc", "--device", "cpu", "--batch-size", "128"]
+COMMON += ["--quiet", "--no-report", "--eval-every", "0"]
+#: Seconds one launch may take before its processes are killed.
+LAUNCH_TIMEOUT = 300
+#: Variables through which a launcher or a cluster names a process's rank; a test run
+#: inside a SLURM job or under torchrun must not lend them to the commands it starts.
+LAUNCH_VARIABLES = ("RANK", "LOCAL_RANK", "GROUP_RANK", "NODE_RANK", "WORLD_SIZE")
+LAUNCH_VARIABLES += ("MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that is free now.
+
+    The nodes are separate commands, so node 1 must know the port before node 0
+    listens on it; another program could take it in between (unlikely in a test).
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in LAUNCH_VARIABLES and not k.startswith(("SLURM_", "LSB_", "JSM_"))
+    }
+    env["OMP_NUM_THREADS"] = "1"
+    env.update(extra)
+    return env
+
+
+def launch(args: list[str], workdir: Path, nodes: int = 1) -> list[tuple[int, str]]:
+    """Run ``contraclust fit ARGS`` once per node, all at once; (status, output) per node.
+
+    Each node runs in its own empty working directory, which must stay empty: a node
+    writes only to --out. When one node fails the others are stopped (they would wait
+    for it until the rendezvous timeout).
+    """
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())} if nodes > 1 else {}
+    procs, logs = [], []
+    for node in range(nodes):
+        cwd = workdir / f"node{node}"
+        cwd.mkdir(parents=True)
+        logs.append(workdir / f"node{node}.log")
+        with logs[-1].open("w") as log:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "contraclust.cli", "fit", *args],
+                    cwd=cwd,
+                    env=clean_env(**env, **({"NODE_RANK": str(node)} if nodes > 1 else {})),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    deadline = time.monotonic() + LAUNCH_TIMEOUT
+    try:
+        while any(p.poll() is None for p in procs):
+            if any(p.poll() not in (None, 0) for p in procs) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    for node in range(nodes):
+        assert not any((workdir / f"node{node}").iterdir()), f"node {node} wrote outside --out"
+    return [(p.returncode, log.read_text()) for p, log in zip(procs, logs, strict=True)]
+
+
+def assert_ok(results: list[tuple[int, str]]) -> None:
+    for node, (status, output) in enumerate(results):
+        assert status == 0, f"node {node} exited with {status}:\n{output[-3000:]}"
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(run / "model.ckpt")["state_dict"]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], atol=0, rtol=0, msg=key)
+
+
+@pytest.fixture(scope="module")
+def one_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference: 2 epochs on one node of two processes."""
+    work = tmp_path_factory.mktemp("one-node")
+    out = work / "run"
+    assert_ok(launch([*COMMON, "--devices", "2", "--epochs", "2", "--out", str(out)], work))
+    return out
+
+
+def test_two_nodes_train_the_weights_of_one_node_and_write_once(
+    one_node: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    args = [*COMMON, "--devices", "1", "--num-nodes", "2", "--epochs", "2", "--out", str(out)]
+    results = launch(args, tmp_path, nodes=2)
+    assert_ok(results)
+    assert "Starting with 2 processes" in results[0][1]
+    assert_same_weights(one_node, out)
+    assert (out / "assignments.csv").read_text() == (one_node / "assignments.csv").read_text()
+    # Written by global rank 0 alone: the same files as one node, no lock left, every
+    # log line once, and the summary printed by node 0 only.
+    assert sorted(os.listdir(out)) == sorted(os.listdir(one_node))
+    assert not (out / ".lock").exists()
+    lines = (out / "train.log").read_text().splitlines()
+    assert sum(f"INFO run {out}:" in line for line in lines) == 1
+    assert [sum(f"epoch {e}/2 " in line for line in lines) for e in (1, 2)] == [1, 1]
+    assert results[0][1].count("cc on digits: ACC") == 1
+    assert "ACC" not in results[1][1]
+    assert "num_nodes: 2" in (out / "config.yaml").read_text()
+    assert "num_nodes: 1" in (one_node / "config.yaml").read_text()
+
+
+def test_resume_on_two_nodes_repeats_the_uninterrupted_run(one_node: Path, tmp_path: Path) -> None:
+    """Stopped after epoch 1 and resumed on two nodes (the processes come from the
+    checkpoint: neither --devices nor --num-nodes is given again)."""
+    out = tmp_path / "run"
+    args = [*COMMON, "--devices", "1", "--num-nodes", "2", "--epochs", "1", "--out", str(out)]
+    assert_ok(launch(args, tmp_path / "first", nodes=2))
+    ranks = read_checkpoint(out / "checkpoints" / "last.ckpt")["rng"]["ranks"]
+    assert len(ranks["aug"]) == 2 and not torch.equal(ranks["aug"][0], ranks["aug"][1])
+    args = ["--out", str(out), "--resume", "--epochs", "2", "--quiet", "--no-report"]
+    assert_ok(launch(args, tmp_path / "resumed", nodes=2))
+    assert_same_weights(one_node, out)
+    with (out / "metrics.csv").open() as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
