@@ -56,25 +56,42 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def launch(args: list[str], workdir: Path, nodes: int = 1) -> list[tuple[int, str]]:
+def node_command(args: list[str], node: int, nodes: int, port: int, torchrun: bool) -> list[str]:
+    """``contraclust fit ARGS`` as node ``node`` starts it: by hand, or under torchrun."""
+    command = ["-m", "contraclust.cli", "fit", *args]
+    if torchrun:
+        launcher = ["-m", "torch.distributed.run", "--nnodes", str(nodes)]
+        launcher += ["--nproc-per-node", "1", "--node-rank", str(node)]
+        launcher += ["--master-addr", "127.0.0.1", "--master-port", str(port)]
+        command = [*launcher, *command]
+    return [sys.executable, *command]
+
+
+def launch(
+    args: list[str], workdir: Path, nodes: int = 1, torchrun: bool = False
+) -> list[tuple[int, str]]:
     """Run ``contraclust fit ARGS`` once per node, all at once; (status, output) per node.
 
-    Each node runs in its own empty working directory, which must stay empty: a node
-    writes only to --out. When one node fails the others are stopped (they would wait
-    for it until the rendezvous timeout).
+    By hand, each node is told its NODE_RANK and node 0's address and port; torchrun
+    is given them as options instead. Each node runs in its own empty working
+    directory, which must stay empty: a node writes only to --out. When one node
+    fails the others are stopped (they would wait for it until the timeout).
     """
-    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())} if nodes > 1 else {}
+    port = free_port()
     procs, logs = [], []
     for node in range(nodes):
         cwd = workdir / f"node{node}"
         cwd.mkdir(parents=True)
         logs.append(workdir / f"node{node}.log")
+        env = {}
+        if nodes > 1 and not torchrun:
+            env = {"NODE_RANK": str(node), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
         with logs[-1].open("w") as log:
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "contraclust.cli", "fit", *args],
+                    node_command(args, node, nodes, port, torchrun),
                     cwd=cwd,
-                    env=clean_env(**env, **({"NODE_RANK": str(node)} if nodes > 1 else {})),
+                    env=clean_env(**env),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
@@ -120,12 +137,13 @@ def one_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.parametrize("launcher", ["by hand", "torchrun"])
 def test_two_nodes_train_the_weights_of_one_node_and_write_once(
-    one_node: Path, tmp_path: Path
+    one_node: Path, tmp_path: Path, launcher: str
 ) -> None:
     out = tmp_path / "run"
     args = [*COMMON, "--devices", "1", "--num-nodes", "2", "--epochs", "2", "--out", str(out)]
-    results = launch(args, tmp_path, nodes=2)
+    results = launch(args, tmp_path, nodes=2, torchrun=launcher == "torchrun")
     assert_ok(results)
     assert "Starting with 2 processes" in results[0][1]
     assert_same_weights(one_node, out)
