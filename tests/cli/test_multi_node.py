@@ -4,7 +4,8 @@ each, talking over 127.0.0.1.
 
 Both nodes get the same --out, as on a shared filesystem. The reference is the
 single-node run with `--devices 2`: the same two processes, numbered the same way,
-so the weights must agree to the last bit on CPU.
+so the weights must agree to the last bit on CPU. The last tests check the option
+and what a resumed run takes from its checkpoint, without training.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from contraclust.training.checkpoint import read_checkpoint
-
-pytestmark = pytest.mark.slow
+from contraclust.cli import _keep_run_settings, build_config, build_parser
+from contraclust.config import RunConfig
+from contraclust.training.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_checkpoint
+from contraclust.training.rundir import LAST
 
 COMMON = ["digits", "--method", "cc", "--device", "cpu", "--batch-size", "128"]
 COMMON += ["--quiet", "--no-report", "--eval-every", "0"]
@@ -137,6 +139,7 @@ def one_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["by hand", "torchrun"])
 def test_two_nodes_train_the_weights_of_one_node_and_write_once(
     one_node: Path, tmp_path: Path, launcher: str
@@ -161,6 +164,7 @@ def test_two_nodes_train_the_weights_of_one_node_and_write_once(
     assert "num_nodes: 1" in (one_node / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_resume_on_two_nodes_repeats_the_uninterrupted_run(one_node: Path, tmp_path: Path) -> None:
     """Stopped after epoch 1 and resumed on two nodes (the processes come from the
     checkpoint: neither --devices nor --num-nodes is given again)."""
@@ -174,3 +178,30 @@ def test_resume_on_two_nodes_repeats_the_uninterrupted_run(one_node: Path, tmp_p
     assert_same_weights(one_node, out)
     with (out / "metrics.csv").open() as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
+
+
+def test_num_nodes_option(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    assert parser.parse_args(["fit", "--num-nodes", "2"]).num_nodes == 2
+    assert parser.parse_args(["fit"]).num_nodes is None  # the config's 1 then applies
+    with pytest.raises(SystemExit):
+        parser.parse_args(["fit", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--num-nodes N machines of the run" in help_text
+    assert "NODE_RANK, MASTER_ADDR and MASTER_PORT (default: 1)" in help_text
+
+
+@pytest.mark.parametrize(
+    ("given", "processes"), [([], (2, 3)), (["--devices", "4", "--num-nodes", "1"], (4, 1))]
+)
+def test_resume_keeps_the_processes_unless_given(
+    tmp_path: Path, given: list[str], processes: tuple[int, int]
+) -> None:
+    saved = RunConfig.from_dict({"train": {"devices": 2, "num_nodes": 3}})
+    (tmp_path / LAST).parent.mkdir()
+    state = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": saved.to_dict()}
+    save_checkpoint(state, tmp_path / LAST)
+    args = build_parser().parse_args(["fit", "--out", str(tmp_path), "--resume", *given])
+    cfg = build_config(args)
+    _keep_run_settings(args, cfg, tmp_path)
+    assert (cfg.train.devices, cfg.train.num_nodes) == processes

@@ -10,7 +10,6 @@ import os
 
 import pytest
 
-from contraclust.cli import build_parser
 from contraclust.training.loop import launched_rank
 
 #: Every variable through which a launcher or a cluster names a process's rank.
@@ -70,14 +69,3 @@ def test_only_the_first_process_of_node_0_is_rank_0(unlaunched: pytest.MonkeyPat
             ranks[node, local] = (launched_rank(4), launched_rank() == 0)
     assert sorted(r for r, _ in ranks.values()) == list(range(12))
     assert [key for key, (_, zero) in ranks.items() if zero] == [(0, 0)]
-
-
-def test_num_nodes_option(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = build_parser()
-    assert parser.parse_args(["fit", "--num-nodes", "2"]).num_nodes == 2
-    assert parser.parse_args(["fit"]).num_nodes is None  # the config's 1 then applies
-    with pytest.raises(SystemExit):
-        parser.parse_args(["fit", "--help"])
-    help_text = " ".join(capsys.readouterr().out.split())
-    assert "--num-nodes N machines of the run" in help_text
-    assert "NODE_RANK, MASTER_ADDR and MASTER_PORT (default: 1)" in help_text
