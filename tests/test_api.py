@@ -63,6 +63,28 @@ def test_vectors_and_kmeans_readout(digits) -> None:
     np.testing.assert_array_equal(est.predict(flat.astype(np.float32)), est.labels_)
 
 
+def test_kmeans_readout_in_the_projection_space_survives_save_and_load(digits, tmp_path) -> None:
+    _, _y, flat = digits
+    x = flat.astype(np.float32)[:300]
+    est = Clusterer(
+        "cc",
+        10,
+        epochs=1,
+        batch_size=100,
+        device="cpu",
+        predict_with="kmeans",
+        kmeans_space="projection",
+    )
+    est.fit(x)
+    assert est.get_params()["kmeans_space"] == "projection"
+    # Centres live in the 128-d instance projection, not in the 256-d MLP feature.
+    assert est.readout_centers_ is not None and est.readout_centers_.shape == (10, 128)
+    est.save(tmp_path / "model.ckpt")
+    again = contraclust.load(tmp_path / "model.ckpt")
+    assert again.config_.train.kmeans_space == "projection"
+    np.testing.assert_array_equal(again.predict(x), est.labels_)
+
+
 def test_kmeans_baseline_beats_chance(digits) -> None:
     images, y, _ = digits
     est = Clusterer("kmeans", 10).fit(images, y)
@@ -80,13 +102,15 @@ def test_errors(digits) -> None:
     with pytest.raises(DataError, match="NaN"):
         small().fit(bad)
     est = small(epochs=1).fit(images)
+    # Images of another size are resized as in the CLI; vectors cannot be.
+    assert est.predict(np.zeros((3, 9, 9), dtype=np.uint8)).shape == (3,)
     with pytest.raises(DataError, match="shape"):
-        est.predict(np.zeros((3, 9, 9), dtype=np.uint8))
+        est.predict(np.zeros((3, 5), dtype=np.float32))
 
 
 def test_num_nodes_reaches_the_run_and_is_checked(digits) -> None:
     est = small(num_nodes=2)
     assert est.get_params()["num_nodes"] == 2
     assert est._config().train.num_nodes == 2
-    with pytest.raises(ConfigError, match=r"num_nodes must be >= 1, got 0; use --num-nodes 1"):
+    with pytest.raises(ConfigError, match=r"num_nodes must be >= 1, got 0; use num_nodes=1"):
         small(num_nodes=0).fit(digits[0])

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from contraclust.data.dataset import ArrayDataset
-from contraclust.data.formats import resize_images
+from contraclust.data.readers.images import resize_images
 from contraclust.errors import ConfigError, DataError
 from contraclust.utils import atomic_torch_save
 
