@@ -127,6 +127,9 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         kmeans_space: where the k-means read-out runs: ``backbone``, ``projection`` or
             ``exemplar``, as the method offers (None: the preset's or ``backbone``).
         device: ``auto``, ``cpu`` or ``cuda``.
+        num_nodes: machines the training runs on (DDP), one process each; every node
+            runs the same script, started by torchrun or srun (see
+            ``docs/tutorial-multi-gpu.md``). Every process ends with the same model.
         random_state: seed; the same seed on CPU gives the same assignments.
         params: the method's own hyper-parameters (see its ``Params`` dataclass).
         verbose: show a progress bar.
@@ -156,6 +159,7 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         predict_with: str | None = None,
         kmeans_space: str | None = None,
         device: str = "auto",
+        num_nodes: int = 1,
         random_state: int = 0,
         params: dict[str, Any] | None = None,
         verbose: bool = False,
@@ -177,6 +181,7 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.predict_with = predict_with
         self.kmeans_space = kmeans_space
         self.device = device
+        self.num_nodes = num_nodes
         self.random_state = random_state
         self.params = params
         self.verbose = verbose

@@ -122,8 +122,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _keep_run_settings(args: argparse.Namespace, cfg: Any, out: Path) -> None:
-    """``fit --resume --out DIR`` continues the run with its own method and length
-    unless --method / --epochs / --self-label say otherwise (fit refuses another method)."""
+    """``fit --resume --out DIR`` continues the run with its own method, length and
+    processes unless --method / --epochs / --self-label / --devices / --num-nodes say
+    otherwise (fit refuses another method)."""
     from contraclust.training.checkpoint import read_checkpoint
     from contraclust.training.rundir import LAST
 
@@ -136,6 +137,11 @@ def _keep_run_settings(args: argparse.Namespace, cfg: Any, out: Path) -> None:
         cfg.train.epochs = saved["train"]["epochs"]
     if args.self_label_epochs is None:
         cfg.train.self_label_epochs = saved["train"].get("self_label_epochs", 0)
+    # The same processes as before, unless this command says otherwise.
+    if args.devices is None:
+        cfg.train.devices = saved["train"]["devices"]
+    if args.num_nodes is None:
+        cfg.train.num_nodes = saved["train"].get("num_nodes", 1)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -416,6 +422,14 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help=f"processes (DDP) to train on (default: {d.train.devices})",
+    )
+    p.add_argument(
+        "--num-nodes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="machines of the run, each with --devices processes, started by torchrun, srun "
+        f"or by hand with NODE_RANK, MASTER_ADDR and MASTER_PORT (default: {d.train.num_nodes})",
     )
     p.add_argument(
         "--precision",

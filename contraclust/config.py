@@ -157,7 +157,11 @@ class TrainConfig:
     seed: int = 0
     #: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     device: str = "auto"
+    #: Processes (DDP) per node: one per GPU, or CPU processes.
     devices: int = 1
+    #: Nodes (machines) of the run; each runs ``devices`` processes. The launcher
+    #: (torchrun, srun, or the same command on every node) says which node is which.
+    num_nodes: int = 1
     #: Batch-norm statistics over the global batch when training on several GPUs
     #: (PyTorch's SyncBatchNorm needs CUDA: on CPU processes keep local statistics).
     sync_batchnorm: bool = True
@@ -205,6 +209,10 @@ class TrainConfig:
             raise ConfigError(f"batch size must be >= 2, got {self.batch_size}")
         if self.devices < 1:
             raise ConfigError(f"devices must be >= 1, got {self.devices}")
+        if self.num_nodes < 1:
+            raise ConfigError(
+                f"num_nodes must be >= 1, got {self.num_nodes}; use num_nodes=1 for one machine"
+            )
         _check_known("precision", self.precision, PRECISIONS)
         if self.eval_every < 0:
             raise ConfigError(f"eval_every must be >= 0, got {self.eval_every}")
@@ -492,6 +500,7 @@ FLAT_OPTIONS: dict[str, tuple[str, ...]] = {
     "random_state": ("train", "seed"),
     "device": ("train", "device"),
     "devices": ("train", "devices"),
+    "num_nodes": ("train", "num_nodes"),
     "precision": ("train", "precision"),
     "predict_with": ("train", "predict_with"),
     "kmeans_space": ("train", "kmeans_space"),

@@ -106,3 +106,11 @@ def test_errors(digits) -> None:
     assert est.predict(np.zeros((3, 9, 9), dtype=np.uint8)).shape == (3,)
     with pytest.raises(DataError, match="shape"):
         est.predict(np.zeros((3, 5), dtype=np.float32))
+
+
+def test_num_nodes_reaches_the_run_and_is_checked(digits) -> None:
+    est = small(num_nodes=2)
+    assert est.get_params()["num_nodes"] == 2
+    assert est._config().train.num_nodes == 2
+    with pytest.raises(ConfigError, match=r"num_nodes must be >= 1, got 0; use num_nodes=1"):
+        small(num_nodes=0).fit(digits[0])

@@ -55,6 +55,10 @@ def _check_reproduce(work: Path, output: str) -> None:
 def _check_multi_gpu(work: Path, output: str) -> None:
     assert "devices: 2" in (work / "runs/ddp-check/config.yaml").read_text()
     assert len(_rows(work / "runs/ddp-check/assignments.csv")) == 1797
+    # the two "nodes": one run, written once
+    assert "num_nodes: 2" in (work / "runs/nodes-check/config.yaml").read_text()
+    assert (work / "runs/nodes-check/train.log").read_text().count(" INFO run ") == 1
+    assert len(_rows(work / "runs/nodes-check/assignments.csv")) == 1797
 
 
 PAGES: dict[str, Callable[[Path, str], None]] = {

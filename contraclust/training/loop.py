@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import sys
 import time
 import warnings
@@ -145,16 +144,23 @@ def _fabric(cfg: RunConfig):
         precision = "bf16-mixed" if device.type == "cuda" else "32-true"
     elif precision == "32":
         precision = "32-true"
-    devices = cfg.train.devices
-    strategy = "ddp" if devices > 1 else "auto"
-    if devices > 1 and cfg.train.self_label_epochs:
+    devices, nodes = cfg.train.devices, cfg.train.num_nodes
+    several = devices * nodes > 1
+    strategy = "ddp" if several else "auto"
+    if several and cfg.train.self_label_epochs:
         # self-labelling leaves the method's other heads without gradient
         strategy = "ddp_find_unused_parameters_true"
     if device.type == "cuda" and devices > torch.cuda.device_count():
         raise ConfigError(
             f"{devices} devices requested but {torch.cuda.device_count()} CUDA GPU(s) found"
         )
-    return Fabric(accelerator=device.type, devices=devices, strategy=strategy, precision=precision)
+    return Fabric(
+        accelerator=device.type,
+        devices=devices,
+        num_nodes=nodes,
+        strategy=strategy,
+        precision=precision,
+    )
 
 
 def model_input(x: Tensor) -> Tensor:
@@ -193,9 +199,31 @@ def _setup_logging(run_dir: Path | None, quiet: bool) -> logging.Handler | None:
     return handler
 
 
-def launched_rank() -> int:
-    """Global rank of this process as set by a launcher (0 when not launched)."""
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+def launched_rank(devices_per_node: int = 1) -> int:
+    """Global rank of this process, read from its launcher before Fabric starts.
+
+    0 when not launched. The cluster environments are tried in Fabric's order:
+    torchrun (``RANK``), SLURM's srun (``SLURM_PROCID``), LSF and MPI give the rank
+    itself. Fabric's own launcher, and the same command started by hand on each node,
+    give only ``NODE_RANK`` and ``LOCAL_RANK``: the rank is then
+    ``NODE_RANK * devices_per_node + LOCAL_RANK``, which is 0 on the first process
+    of node 0 alone whatever ``devices_per_node`` is. Only that process may lock and
+    write the run directory: a test of ``LOCAL_RANK`` alone would let the first
+    process of every node write it.
+    """
+    from lightning.fabric.plugins.environments import (
+        LightningEnvironment,
+        LSFEnvironment,
+        MPIEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
+
+    for kind in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment):
+        if kind.detect():
+            return kind().global_rank()
+    env = LightningEnvironment()
+    return env.node_rank() * devices_per_node + env.local_rank()
 
 
 def fit(
@@ -214,12 +242,14 @@ def fit(
     for it; library callers opt in, since the figures cost seconds); without
     ``run_dir`` nothing is written (the estimator's in-memory mode).
 
-    With ``train.devices > 1`` Fabric starts the other processes by running the same
-    command again; everything that can fail on bad input is checked before that, and
-    only the first process locks, cleans and writes the run directory.
+    With ``train.devices > 1`` Fabric starts the other processes of this node by
+    running the same command again; with ``train.num_nodes > 1`` a launcher (torchrun,
+    srun, or the user) starts the command on every node. Everything that can fail on
+    bad input is checked before the processes join, only global rank 0 locks, cleans
+    and writes the run directory, and every process returns once it is complete.
     """
     run_path = Path(run_dir) if run_dir is not None else None
-    main_process = launched_rank() == 0
+    main_process = launched_rank(cfg.train.devices) == 0
     cfg.check()
     with contextlib.ExitStack() as stack:
         if run_path is not None and main_process:
@@ -243,9 +273,12 @@ def fit(
                     f"the run in {run_path} trains method '{saved.method}', not "
                     f"'{cfg.method}'; resume it with method={saved.method}"
                 )
-            # The run continues with its own settings; only the length may change.
+            # The run continues with its own settings; only the length may change,
+            # and the processes it runs on are this command's.
             saved.train.epochs = cfg.train.epochs
             saved.train.self_label_epochs = cfg.train.self_label_epochs
+            saved.train.devices = cfg.train.devices
+            saved.train.num_nodes = cfg.train.num_nodes
             cfg = saved
         cfg.data.name = absolute_spec(cfg.data.name)
         if dataset is None:
@@ -586,6 +619,10 @@ def _fit(
         _write_outputs(run_dir, cfg, method, dataset, prediction, metrics, history, seconds)
         if report:
             _write_report(run_dir, method, dataset, prediction, cfg.train.seed, quiet)
+    if world > 1:
+        # The other processes (on other nodes too) return once the run directory is
+        # complete, so that what follows them on their node can read it.
+        fabric.barrier()
     return FitResult(method, cfg, prediction, metrics, history, seconds, run_dir)
 
 

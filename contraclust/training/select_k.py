@@ -307,7 +307,7 @@ def validate_k_search(cfg: RunConfig, n_samples: int) -> None:
     """Checks of ``n_clusters: auto`` that need no model (the range, the search settings)."""
     cfg.k_search.check()
     parse_k_range(cfg.k_search.k_range, n_samples)
-    if cfg.train.devices > 1:
+    if cfg.train.devices > 1 or cfg.train.num_nodes > 1:
         raise ConfigError(
             "n_clusters=auto runs on one device; choose K first (its k_search.json), then "
             "train on several with n_clusters=K and devices=N"

@@ -304,6 +304,7 @@ CASES: dict[str, Case] = {
     "negative learning rate": Case(fit("--lr", "-0.1"), r"got -0\.1", r"learning rate must be > 0"),
     "unknown precision": Case(fit("--precision", "64"), r"unknown precision '64'", r"valid"),
     "zero devices": Case(fit("--devices", "0"), r"got 0", r"devices must be >= 1"),
+    "zero nodes": Case(fit("--num-nodes", "0"), r"num_nodes must be >= 1, got 0", r"--num-nodes 1"),
     "negative self-label epochs": Case(
         fit("--self-label", "-2"), r"got -2", r"self_label_epochs must be an integer >= 0"
     ),
