@@ -3,8 +3,11 @@
 ``run_on_processes(body, out_dir)`` spawns ``world_size`` processes, joins them in a
 gloo group on 127.0.0.1, runs ``body(rank)`` in each and returns what every rank
 returned, in rank order. One spawn is meant to serve a whole test module (process
-start-up dominates the cost): the module's ``rank_results`` fixture calls it once and
-the tests compare the results with the same computations done in one process.
+start-up dominates the cost): a module declares
+``rank_results = rank_results_fixture(rank_body)``, a module-scoped fixture that spawns
+once, and its tests compare the results with the same computations done in one
+process on the whole batch (``assert_every_rank_close``). ``SPLITS`` are the per-rank
+batch sizes every module tries: equal, and unequal.
 
 ``body`` must be a module-level function of the test module, so that it pickles by
 name under the ``spawn`` start method; its results must be ``torch.save``-able.
@@ -25,6 +28,9 @@ import torch.multiprocessing as mp
 from torch import Tensor, nn
 
 TIMEOUT = datetime.timedelta(seconds=60)
+WORLD = 2
+#: Per-rank batch sizes: equal and unequal splits of the same global batch of 8 rows.
+SPLITS: dict[str, tuple[int, int]] = {"equal": (4, 4), "unequal": (3, 5)}
 
 
 def free_port() -> int:
@@ -56,7 +62,7 @@ def _worker(
 
 
 def run_on_processes(
-    body: Callable[[int], dict[str, Any]], out_dir: Path, world_size: int = 2
+    body: Callable[[int], dict[str, Any]], out_dir: Path, world_size: int = WORLD
 ) -> list[dict[str, Any]]:
     """Run ``body(rank)`` in ``world_size`` gloo processes; its results in rank order.
 
@@ -74,6 +80,33 @@ def run_on_processes(
             join=True,
         )
     return [torch.load(out_dir / f"rank{r}.pt") for r in range(world_size)]
+
+
+def rank_results_fixture(body: Callable[[int], dict[str, Any]]) -> Any:
+    """A module-scoped fixture named ``rank_results``: ``body``'s results on ``WORLD``
+    processes, spawned once for the module that assigns it."""
+
+    @pytest.fixture(scope="module", name="rank_results")
+    def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+        out_dir = tmp_path_factory.mktemp(f"ddp-{body.__module__.rsplit('.', 1)[-1]}")
+        return run_on_processes(body, out_dir)
+
+    return rank_results
+
+
+def assert_every_rank_close(
+    rank_results: Sequence[dict[str, Any]],
+    key: str,
+    expected: dict[str, Tensor],
+    atol: float,
+    rtol: float,
+) -> None:
+    """Every rank's ``results[key]`` holds the tensors of ``expected``, and only those."""
+    for results in rank_results:
+        got = results[key]
+        assert set(got) == set(expected)
+        for name, value in expected.items():
+            torch.testing.assert_close(got[name], value, atol=atol, rtol=rtol, msg=name)
 
 
 def rank_rows(sizes: Sequence[int], rank: int) -> slice:

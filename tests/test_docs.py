@@ -72,6 +72,7 @@ def test_every_tutorial_is_tested() -> None:
     assert sorted(p.name for p in DOCS.glob("tutorial-*.md")) == sorted(PAGES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", sorted(PAGES))
 def test_tutorial_runs(page: str, tmp_path: Path) -> None:
     blocks = BLOCK.findall((DOCS / page).read_text())

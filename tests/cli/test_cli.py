@@ -116,6 +116,7 @@ def test_fit_on_data_root(data_root: Path, tmp_path: Path) -> None:
     assert summary["n_samples"] == 9298 and summary["metrics"]["acc"] > 0.5
 
 
+@pytest.mark.slow
 def test_resume_cli(tmp_path: Path) -> None:
     out = tmp_path / "r"
     assert main(["fit", "--out", str(out), *FAST]) == 0
@@ -155,6 +156,7 @@ def test_debug_shows_traceback() -> None:
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["cc", "deca", "concurl", "clc"])
 def test_fit_on_two_processes_ddp(method: str, tmp_path: Path) -> None:
     """`fit --devices 2` on CPU: two gloo processes, one run directory written once."""
@@ -186,6 +188,7 @@ def test_fit_on_two_processes_ddp(method: str, tmp_path: Path) -> None:
     assert (out / "report.html").is_file() == report
 
 
+@pytest.mark.slow
 def test_resume_on_two_processes_repeats_the_uninterrupted_run(tmp_path: Path) -> None:
     """Each process's augmentation generator is saved, so stopping after epoch 1 and
     resuming on 2 processes ends with the weights of a run that never stopped."""

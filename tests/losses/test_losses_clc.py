@@ -5,7 +5,13 @@ from typing import Any
 
 import pytest
 import torch
-from ddp_harness import parameter_grads, rank_rows, run_on_processes
+from ddp_harness import (
+    SPLITS,
+    assert_every_rank_close,
+    parameter_grads,
+    rank_results_fixture,
+    rank_rows,
+)
 from torch import Tensor, nn
 
 from contraclust.errors import ConfigError, DataError
@@ -139,9 +145,7 @@ def test_bad_input_shapes_raise_data_error(
 
 # ------------------------------------------------------------- two processes (gloo)
 
-WORLD = 2
 IN_DIM, V_DIM, K = 5, 4, 3
-SPLITS = {"equal": (4, 4), "unequal": (3, 5)}
 
 
 def global_inputs() -> tuple[Tensor, Tensor]:
@@ -172,9 +176,7 @@ def rank_body(local_rank: int) -> dict[str, Any]:
     return results
 
 
-@pytest.fixture(scope="module")
-def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    return run_on_processes(rank_body, tmp_path_factory.mktemp("ddp_clc"), world_size=WORLD)
+rank_results = rank_results_fixture(rank_body)
 
 
 @pytest.mark.parametrize("split", list(SPLITS))
@@ -183,8 +185,4 @@ def test_two_processes_match_one_process_on_the_whole_batch(
 ) -> None:
     x1, x2 = global_inputs()
     expected = loss_and_grads(x1, x2, gather=False)
-    for results in rank_results:
-        got = results[split]
-        assert set(got) == set(expected)
-        for key, value in expected.items():
-            torch.testing.assert_close(got[key], value, atol=1e-9, rtol=1e-9, msg=key)
+    assert_every_rank_close(rank_results, split, expected, atol=1e-9, rtol=1e-9)

@@ -5,7 +5,14 @@ from typing import Any
 
 import pytest
 import torch
-from ddp_harness import parameter_grads, rank_rows, run_on_processes
+from ddp_harness import (
+    SPLITS,
+    WORLD,
+    assert_every_rank_close,
+    parameter_grads,
+    rank_results_fixture,
+    rank_rows,
+)
 from torch import Tensor, nn
 
 from contraclust.errors import ConfigError, DataError
@@ -177,15 +184,12 @@ def test_bad_shapes_raise_data_error() -> None:
 
 
 # ---------------------------------------------------------------- two processes (gloo)
-WORLD = 2
 IN_DIM, FEAT_DIM, K = 5, 3, 4
-EQUAL = (4, 4)
-UNEQUAL = (3, 5)
 
 
 def global_inputs() -> tuple[Tensor, Tensor]:
     gen = torch.Generator().manual_seed(4321)
-    n = sum(EQUAL)
+    n = sum(SPLITS["equal"])
     x = torch.randn(n, IN_DIM, dtype=torch.float64, generator=gen)
     target = torch.rand(n, K, dtype=torch.float64, generator=gen)
     return x, target / target.sum(dim=1, keepdim=True)
@@ -218,7 +222,7 @@ def target_rows(x: Tensor, gather: bool) -> Tensor:
 def rank_body(local_rank: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     x, target = global_inputs()
-    for split, sizes in (("equal", EQUAL), ("unequal", UNEQUAL)):
+    for split, sizes in SPLITS.items():
         rows = rank_rows(sizes, local_rank)
         results[f"batch/{split}"] = dec_loss_and_grads(x[rows], None, True)
         results[f"external/{split}"] = dec_loss_and_grads(x[rows], target[rows], True)
@@ -226,26 +230,20 @@ def rank_body(local_rank: int) -> dict[str, Any]:
     return results
 
 
-@pytest.fixture(scope="module")
-def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    return run_on_processes(rank_body, tmp_path_factory.mktemp("ddp-dec"), world_size=WORLD)
+rank_results = rank_results_fixture(rank_body)
 
 
 @pytest.mark.parametrize("case", ["batch", "external"])
-@pytest.mark.parametrize("split", ["equal", "unequal"])
+@pytest.mark.parametrize("split", list(SPLITS))
 def test_two_processes_match_one_process(
     rank_results: list[dict[str, Any]], case: str, split: str
 ) -> None:
     x, target = global_inputs()
     expected = dec_loss_and_grads(x, target if case == "external" else None, gather=False)
-    for results in rank_results:
-        got = results[f"{case}/{split}"]
-        assert set(got) == set(expected)
-        for key, value in expected.items():
-            torch.testing.assert_close(got[key], value, atol=1e-9, rtol=1e-9, msg=key)
+    assert_every_rank_close(rank_results, f"{case}/{split}", expected, atol=1e-9, rtol=1e-9)
 
 
-@pytest.mark.parametrize(("split", "sizes"), [("equal", EQUAL), ("unequal", UNEQUAL)])
+@pytest.mark.parametrize(("split", "sizes"), list(SPLITS.items()))
 def test_two_processes_target_uses_global_frequencies(
     rank_results: list[dict[str, Any]], split: str, sizes: tuple[int, int]
 ) -> None:

@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 import torch
-from ddp_harness import parameter_grads, rank_rows, run_on_processes
+from ddp_harness import (
+    SPLITS,
+    WORLD,
+    assert_every_rank_close,
+    parameter_grads,
+    rank_results_fixture,
+    rank_rows,
+)
 from torch import Tensor, nn
 
 from contraclust.losses import (
@@ -24,16 +31,13 @@ from contraclust.losses import (
     world_size,
 )
 
-WORLD = 2
 IN_DIM, OUT_DIM, K = 5, 4, 3
-# Per-rank batch sizes: equal, and unequal (the global batch is the same 2B samples).
-EQUAL = (4, 4)
-UNEQUAL = (3, 5)
+UNEQUAL = SPLITS["unequal"]
 
 
 def global_inputs() -> tuple[Tensor, Tensor]:
     gen = torch.Generator().manual_seed(1234)
-    n = sum(EQUAL)
+    n = sum(SPLITS["equal"])
     x1 = torch.randn(n, IN_DIM, dtype=torch.float64, generator=gen)
     x2 = torch.randn(n, IN_DIM, dtype=torch.float64, generator=gen)
     return x1, x2
@@ -70,7 +74,7 @@ def loss_and_grads(name: str, x1: Tensor, x2: Tensor, gather: bool) -> dict[str,
 def rank_body(local_rank: int) -> dict[str, Any]:
     results: dict[str, Any] = {"world_size": world_size(), "rank": rank()}
     x1, x2 = global_inputs()
-    for split_name, sizes in (("equal", EQUAL), ("unequal", UNEQUAL)):
+    for split_name, sizes in SPLITS.items():
         rows = rank_rows(sizes, local_rank)
         for name in CASES:
             results[f"{name}/{split_name}"] = loss_and_grads(name, x1[rows], x2[rows], True)
@@ -88,9 +92,7 @@ def rank_body(local_rank: int) -> dict[str, Any]:
     return results
 
 
-@pytest.fixture(scope="module")
-def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    return run_on_processes(rank_body, tmp_path_factory.mktemp("ddp"), world_size=WORLD)
+rank_results = rank_results_fixture(rank_body)
 
 
 def single_process(name: str) -> dict[str, Tensor]:
@@ -104,16 +106,12 @@ def test_world_size_and_rank_inside_the_group(rank_results: list[dict[str, Any]]
 
 
 @pytest.mark.parametrize("name", list(CASES))
-@pytest.mark.parametrize("split", ["equal", "unequal"])
+@pytest.mark.parametrize("split", list(SPLITS))
 def test_two_processes_match_one_process(
     rank_results: list[dict[str, Any]], name: str, split: str
 ) -> None:
     expected = single_process(name)
-    for results in rank_results:
-        got = results[f"{name}/{split}"]
-        assert set(got) == set(expected)
-        for key, value in expected.items():
-            torch.testing.assert_close(got[key], value, atol=1e-6, rtol=1e-6, msg=key)
+    assert_every_rank_close(rank_results, f"{name}/{split}", expected, atol=1e-6, rtol=1e-6)
 
 
 def test_gather_concatenates_in_rank_order_and_backward_sums(

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from ddp_harness import parameter_grads, rank_rows, run_on_processes
+from ddp_harness import SPLITS, WORLD, parameter_grads, rank_results_fixture, rank_rows
 from torch import nn
 
 from contraclust.errors import ConfigError, DataError
@@ -138,9 +138,7 @@ def test_bad_inputs_raise_data_error() -> None:
 
 
 # ----------------------------------------------------------------- two processes (gloo)
-WORLD = 2
 N, DIM, IN_DIM, NEG = 16, 4, 5, 6
-SPLITS = {"equal": (4, 4), "unequal": (3, 5)}
 NEGATIVES = torch.tensor([1, 14, 5, 8, 2, 11, 0])
 
 
@@ -178,9 +176,7 @@ def rank_body(local_rank: int) -> dict[str, Any]:
     return results
 
 
-@pytest.fixture(scope="module")
-def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    return run_on_processes(rank_body, tmp_path_factory.mktemp("memory-bank-ddp"), world_size=WORLD)
+rank_results = rank_results_fixture(rank_body)
 
 
 @pytest.mark.parametrize("split", list(SPLITS))

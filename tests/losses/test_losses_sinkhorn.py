@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 import torch
-from ddp_harness import rank_rows, run_on_processes
+from ddp_harness import SPLITS, rank_results_fixture, rank_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,8 +131,6 @@ def test_bad_score_shapes_raise_data_error(shape: tuple[int, ...]) -> None:
 
 
 # ----------------------------------------------------------------- two processes (gloo)
-WORLD = 2
-SPLITS = {"equal": (4, 4), "unequal": (3, 5)}
 EPS, ITERS, K = 0.05, 5, 6
 
 
@@ -150,9 +148,7 @@ def rank_body(local_rank: int) -> dict[str, Any]:
     return results
 
 
-@pytest.fixture(scope="module")
-def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    return run_on_processes(rank_body, tmp_path_factory.mktemp("sinkhorn-ddp"), world_size=WORLD)
+rank_results = rank_results_fixture(rank_body)
 
 
 @pytest.mark.parametrize("split", list(SPLITS))

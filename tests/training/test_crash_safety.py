@@ -252,6 +252,7 @@ def check_run_files_intact(out: Path) -> int:
     return int(state["epoch"])
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(
     small_set, uninterrupted: list[str], tmp_path: Path
 ) -> None:
@@ -267,6 +268,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(
     assert summary["epochs"] == EPOCHS and not (out / ".lock").exists()
 
 
+@pytest.mark.slow
 def test_sigint_saves_says_how_to_resume_and_resume_finishes(
     small_set, uninterrupted: list[str], tmp_path: Path
 ) -> None:
