@@ -7,6 +7,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import torch
 
 #: IDX type code of each supported dtype (data are stored big-endian).
 IDX_TYPE_CODES: dict[np.dtype, int] = {
@@ -59,3 +60,30 @@ def read_idx_plain(path: str | Path) -> np.ndarray:
     shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=dtype.newbyteorder(">"), offset=4 + 4 * ndim)
     return data.reshape(shape).astype(dtype)
+
+
+def one_class_in_two_and_two_in_one(
+    centers: torch.Tensor, proj_dim: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A made-up training set for cluster repair: features ``h``, embedding ``z`` and
+    labels of 400 points, and ``centers`` (3 x d, set in place) to go with them.
+
+    Three centres in the first two coordinates: one class (a Gaussian at the origin)
+    cut in two by centres 0 and 1, and two tight groups at (20, -3) and (20, 3)
+    sharing centre 2. Features and embedding are the same points.
+    """
+    gen = torch.Generator().manual_seed(0)
+    blob = torch.randn(200, 2, generator=gen)
+    pair = torch.randn(200, 2, generator=gen) * 0.3 + torch.tensor([20.0, 0.0])
+    pair[:100, 1] -= 3.0
+    pair[100:, 1] += 3.0
+    points = torch.cat([blob, pair])
+    labels = torch.cat([(blob[:, 0] >= 0).long(), torch.full((200,), 2)])
+    h = torch.zeros(400, centers.shape[1])
+    h[:, :2] = points
+    z = torch.zeros(400, proj_dim)
+    z[:, :2] = points
+    with torch.no_grad():
+        centers.zero_()
+        centers[:, :2] = torch.tensor([[-0.8, 0.0], [0.8, 0.0], [20.0, 0.0]])
+    return h, z, labels

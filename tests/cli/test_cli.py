@@ -163,8 +163,9 @@ def test_fit_on_two_processes_ddp(method: str, tmp_path: Path) -> None:
     # concurl's self-labelling epoch leaves its exemplar head without gradient: DDP
     # must then be told to expect unused parameters
     self_label = method == "concurl"
-    # deca's checks for emptied clusters are collectives (a broadcast of the centres)
-    checks = ["--param", "reseed_interval=2", "--param", "merge_confusion=0.15"]
+    # deca's checks for emptied clusters (every 2 of 14 steps) are collectives (a
+    # broadcast of the centres)
+    checks = ["--param", "reseed_interval_epochs=0.143", "--param", "merge_confusion=0.15"]
     proc = run_cli(
         "fit", "digits", "--method", method, "--devices", "2", "--device", "cpu",
         "--epochs", "2", "--batch-size", "128", "--out", str(out), "--quiet",
