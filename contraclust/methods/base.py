@@ -74,9 +74,10 @@ class ClusteringMethod(nn.Module):
     trainable: ClassVar[bool] = True
     #: False for methods without a network (k-means): no ``self.backbone`` is built.
     uses_backbone: ClassVar[bool] = True
-    #: Parameters a method no longer takes, each mapped to what replaced it; a
-    #: configuration that still gives one is refused with that text.
-    retired_params: ClassVar[dict[str, str]] = {}
+    #: Settings the method once counted in steps, each mapped to its replacement in
+    #: epochs. A configuration that gives an old key is refused with the conversion; a
+    #: checkpoint written with one is converted when read (``epoch_settings``).
+    step_settings: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -116,13 +117,26 @@ class ClusteringMethod(nn.Module):
     # ------------------------------------------------------------------ parameters
     @classmethod
     def parse_params(cls, raw: dict[str, Any]) -> Any:
-        """The method's ``Params`` from a mapping, refusing unknown and retired keys."""
-        for key in raw:
-            if key in cls.retired_params:
+        """The method's ``Params`` from a mapping, refusing unknown keys and the keys
+        of settings once counted in steps."""
+        for old, new in cls.step_settings.items():
+            if old in raw:
                 raise ConfigError(
-                    f"params.{key} is no longer a {cls.name} option: {cls.retired_params[key]}"
+                    f"params.{old} is no longer a {cls.name} option: it counted steps; give "
+                    f"{new} in epochs instead ({new} = {old} / steps per epoch, where steps "
+                    "per epoch = samples // batch size)"
                 )
         return from_dict(cls.Params, raw, "params")
+
+    @classmethod
+    def epoch_settings(cls, raw: dict[str, Any], steps_per_epoch: int) -> dict[str, Any]:
+        """``raw`` with every setting once counted in steps given in epochs instead, for
+        a run of ``steps_per_epoch`` steps an epoch (checkpoints of older versions)."""
+        out = dict(raw)
+        for old, new in cls.step_settings.items():
+            if old in out:
+                out[new] = out.pop(old) / steps_per_epoch
+        return out
 
     @classmethod
     def check_schedule(cls, params: Any, epochs: int) -> None:

@@ -61,13 +61,6 @@ from contraclust.models import ProjectionHead
 TARGETS = ("batch", "dataset")
 KMEANS_SPACES = ("backbone", "projection")
 
-#: Settings once counted in steps, and their replacements in epochs.
-STEP_SETTINGS = {
-    "kmeans_init_step": "kmeans_init_epoch",
-    "reseed_interval": "reseed_interval_epochs",
-    "target_update_interval": "target_update_epochs",
-}
-
 
 @dataclass
 class DECAParams:
@@ -166,10 +159,10 @@ class DECA(ClusteringMethod):
     summary = "DECA (Sundareswaran et al. 2021): instance contrast + DEC + anchor loss"
     Params = DECAParams
     n_views = 2
-    retired_params: ClassVar[dict[str, str]] = {
-        old: f"it counted steps; give {new} in epochs instead ({new} = {old} / steps "
-        "per epoch, where steps per epoch = samples // batch size)"
-        for old, new in STEP_SETTINGS.items()
+    step_settings: ClassVar[dict[str, str]] = {
+        "kmeans_init_step": "kmeans_init_epoch",
+        "reseed_interval": "reseed_interval_epochs",
+        "target_update_interval": "target_update_epochs",
     }
 
     params: DECAParams

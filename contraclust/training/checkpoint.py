@@ -96,7 +96,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def config_from_checkpoint(state: dict[str, Any]) -> RunConfig:
-    return RunConfig.from_dict(state["config"])
+    """The run's configuration; settings an older version counted in steps are given
+    in epochs (the same steps for the run's batch size and processes)."""
+    cfg = RunConfig.from_dict(state["config"])
+    try:
+        cls = get_method(cfg.method)
+    except ConfigError:
+        return cfg  # said where the method is needed
+    if any(key in cfg.params for key in cls.step_settings):
+        _, steps = epoch_length(cfg, int(state["n_samples"]), cfg.train.devices)
+        cfg.params = cls.epoch_settings(cfg.params, steps)
+    return cfg
 
 
 def method_from_checkpoint(state: dict[str, Any]) -> ClusteringMethod:

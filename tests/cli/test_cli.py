@@ -150,6 +150,24 @@ def test_existing_run_not_overwritten_subprocess(trained: Path) -> None:
     assert (trained / "model.ckpt").read_bytes() == before
 
 
+def test_a_preset_schedule_longer_than_the_run_is_refused_before_any_file(
+    tmp_path: Path,
+) -> None:
+    """deca/digits starts k-means at epoch 4: two epochs would end with one cluster."""
+    out = tmp_path / "deca"
+    proc = run_cli(
+        "fit", "digits", "--method", "deca", "--preset", "deca/digits", "--epochs", "2",
+        "--out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        "contraclust: error: deca: kmeans_init_epoch=4 is not reached within epochs=2; "
+        "lower kmeans_init_epoch or raise --epochs"
+    ]
+    assert not out.exists()
+
+
 def test_debug_shows_traceback() -> None:
     proc = run_cli("--debug", "fit", "--method", "nope", "--out", "/tmp/unused-cc-run")
     assert proc.returncode != 0 and "Traceback" in proc.stderr

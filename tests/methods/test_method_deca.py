@@ -390,3 +390,29 @@ def test_epoch_schedules_land_on_the_steps_of_the_run(digits_small) -> None:
     assert method.steps_per_epoch == STEPS_PER_EPOCH
     # 0.5 epochs of 4 steps: step 2; 1.25: step 5; 0.125: step 0.5, rounded up to 1
     assert [method.step_at(e) for e in (0.5, 1.25, 0.125, 20.0)] == [2, 5, 1, 80]
+
+
+def test_a_checkpoint_with_settings_in_steps_loads_and_resumes_exactly(
+    digits_small, tmp_path: Path
+) -> None:
+    """Checkpoints of older versions: step-counted settings and DECA's step count."""
+    from contraclust.training.checkpoint import method_from_checkpoint, read_checkpoint
+    from contraclust.utils import atomic_torch_save
+
+    params = {"target": "dataset", "target_update_epochs": 0.75, "kmeans_init_epoch": 0.5}
+    straight = fit(deca_cfg(epochs=2, **params), digits_small, run_dir=tmp_path / "a", quiet=True)
+    fit(deca_cfg(epochs=1, **params), digits_small, run_dir=tmp_path / "b", quiet=True)
+    last = tmp_path / "b" / "checkpoints" / "last.ckpt"
+    state = read_checkpoint(last)
+    old = state["config"]["params"]
+    del old["target_update_epochs"], old["kmeans_init_epoch"]
+    old.update(target_update_interval=3, kmeans_init_step=2)  # 4 steps an epoch
+    state["state_dict"]["steps_done"] = torch.tensor(4)
+    atomic_torch_save(state, last)
+    assert isinstance(method_from_checkpoint(read_checkpoint(last)), DECA)
+    resumed = fit(
+        deca_cfg(epochs=2, **params), digits_small, run_dir=tmp_path / "b", resume=True, quiet=True
+    )
+    assert [r["loss"] for r in straight.history] == [r["loss"] for r in resumed.history]
+    torch.testing.assert_close(straight.method.centers, resumed.method.centers, atol=0, rtol=0)
+    assert resumed.config.params["kmeans_init_epoch"] == 0.5
