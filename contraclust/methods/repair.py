@@ -124,60 +124,84 @@ def repair_centers(
     ``z`` lie furthest apart (:func:`bisection_separation`); both centres become the
     mean ``h`` of their halves.
     """
-    k = centers.shape[0]
-    labels = labels.clone()
-    sizes = torch.bincount(labels, minlength=k)
-    emptied = [c for c in range(k) if sizes[c] < below * len(h) / k]
-    centers = centers.detach().double().cpu().clone()
-    h = h.double()
-    # Cluster -> (separation of its two halves, members, 2-means labels).
-    cuts: dict[int, tuple[float, Tensor, Tensor]] = {}
-
-    def cut(c: int) -> None:
-        members = (labels == c).nonzero().squeeze(1)
-        if c not in cuts and c not in emptied and len(members) >= 4:
-            halves = two_means(z[members], seed)
-            cuts[c] = (bisection_separation(z[members], halves), members, halves)
-
+    state = _Repairing(h, z, labels, centers, seed, below)
     merged = False
-    if not emptied and merge_confusion > 0:
-        confusion, a, b = most_confused_pair(h, labels, centers, assign)
-        if confusion >= merge_confusion:
-            union = ((labels == a) | (labels == b)).nonzero().squeeze(1)
-            together = bisection_separation(z[union], two_means(z[union], seed))
-            for c in range(k):
-                if c not in (a, b):
-                    cut(c)
-            if cuts and max(v[0] for v in cuts.values()) > together:
-                merged = True
-                labels[labels == b] = a
-                centers[a] = h[union].mean(dim=0)
-                emptied = [b]
-                log.info(
-                    "cluster repair: clusters %d and %d look like one class "
-                    "(confusion %.2f): merged, to re-seed %d",
-                    a,
-                    b,
-                    confusion,
-                    b,
-                )
-    reseeded = 0
-    for target in emptied:
-        for c in range(k):
-            cut(c)
-        if not cuts:
-            break
-        source = max(cuts, key=lambda c: cuts[c][0])
-        _, members, halves = cuts.pop(source)
-        moved = members[halves == 1]
-        labels[moved] = target
-        centers[source] = h[members[halves == 0]].mean(dim=0)
-        centers[target] = h[moved].mean(dim=0)
-        reseeded += 1
+    if not state.emptied and merge_confusion > 0:
+        merged = state.merge_most_confused(assign, merge_confusion)
+    reseeded = state.reseed_emptied()
+    return Repair(state.centers, reseeded, merged)
+
+
+class _Repairing:
+    """The working state of one repair: labels and centres as they change, and the
+    2-means cut of each cluster (computed once, when first needed)."""
+
+    def __init__(
+        self, h: Tensor, z: Tensor, labels: Tensor, centers: Tensor, seed: int, below: float
+    ) -> None:
+        self.h, self.z, self.seed = h.double(), z, seed
+        self.labels = labels.clone()
+        self.k = centers.shape[0]
+        sizes = torch.bincount(self.labels, minlength=self.k)
+        self.emptied = [c for c in range(self.k) if sizes[c] < below * len(h) / self.k]
+        self.centers = centers.detach().double().cpu().clone()
+        #: Cluster -> (separation of its two halves, members, 2-means labels).
+        self.cuts: dict[int, tuple[float, Tensor, Tensor]] = {}
+
+    def cut(self, c: int) -> None:
+        members = (self.labels == c).nonzero().squeeze(1)
+        if c not in self.cuts and c not in self.emptied and len(members) >= 4:
+            halves = two_means(self.z[members], self.seed)
+            self.cuts[c] = (bisection_separation(self.z[members], halves), members, halves)
+
+    def merge_most_confused(self, assign: Assign, threshold: float) -> bool:
+        """Merge the most confused pair when its confusion reaches ``threshold`` and it
+        splits less cleanly than the cluster that looks most like two; the second
+        cluster of the pair is then emptied, to be re-seeded."""
+        labels, z = self.labels, self.z
+        confusion, a, b = most_confused_pair(self.h, labels, self.centers, assign)
+        if confusion < threshold:
+            return False
+        union = ((labels == a) | (labels == b)).nonzero().squeeze(1)
+        together = bisection_separation(z[union], two_means(z[union], self.seed))
+        for c in range(self.k):
+            if c not in (a, b):
+                self.cut(c)
+        if not self.cuts or max(v[0] for v in self.cuts.values()) <= together:
+            return False
+        labels[labels == b] = a
+        self.centers[a] = self.h[union].mean(dim=0)
+        self.emptied = [b]
         log.info(
-            "cluster repair: re-seeded cluster %d with half of cluster %d (%d samples)",
-            target,
-            source,
-            len(moved),
+            "cluster repair: clusters %d and %d look like one class (confusion %.2f): "
+            "merged, to re-seed %d",
+            a,
+            b,
+            confusion,
+            b,
         )
-    return Repair(centers, reseeded, merged)
+        return True
+
+    def reseed_emptied(self) -> int:
+        """Each emptied cluster takes the second half of the cluster that looks most
+        like two; returns how many were re-seeded."""
+        reseeded = 0
+        for target in self.emptied:
+            for c in range(self.k):
+                self.cut(c)
+            if not self.cuts:
+                break
+            source = max(self.cuts, key=lambda c: self.cuts[c][0])
+            _, members, halves = self.cuts.pop(source)
+            moved = members[halves == 1]
+            self.labels[moved] = target
+            self.centers[source] = self.h[members[halves == 0]].mean(dim=0)
+            self.centers[target] = self.h[moved].mean(dim=0)
+            reseeded += 1
+            log.info(
+                "cluster repair: re-seeded cluster %d with half of cluster %d (%d samples)",
+                target,
+                source,
+                len(moved),
+            )
+        return reseeded

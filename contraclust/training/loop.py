@@ -427,18 +427,9 @@ class _Trainer:
             raise ConfigError(
                 f"batch size {self.global_batch} is too small for {self.world} devices"
             )
-        method = build_method(cfg, dataset.input_shape, n)
-        if self.world > 1 and self.device.type == "cuda" and cfg.train.sync_batchnorm:
-            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
-        self.method: ClusteringMethod = method
+        self.method = method = self.build_method()
         self.data = make_source(dataset, self.device, cfg.data)
-        if resume_state is None:
-            method.set_input_stats(self.data.batches(4096))
-            if init_state is not None:  # the final model of a K search
-                fresh = warm_start(method, init_state)
-                log.info("started from the K search's model; fresh: %s", ", ".join(fresh) or "none")
-        else:
-            method.load_state_dict(resume_state["state_dict"])
+        self.load_state(init_state, resume_state)
         if method.trainable:
             _resolve_auto_settings(cfg, dataset)
         if run_dir is not None and self.is_main:
@@ -464,6 +455,27 @@ class _Trainer:
             )
 
     # ------------------------------------------------------------------ set-up
+    def build_method(self) -> ClusteringMethod:
+        cfg = self.cfg
+        method = build_method(cfg, self.dataset.input_shape, self.n)
+        if self.world > 1 and self.device.type == "cuda" and cfg.train.sync_batchnorm:
+            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        return method
+
+    def load_state(
+        self, init_state: dict[str, Tensor] | None, resume_state: dict[str, Any] | None
+    ) -> None:
+        """The checkpoint's state; for a new run the input statistics of the data, and
+        the K search's weights when given."""
+        method = self.method
+        if resume_state is not None:
+            method.load_state_dict(resume_state["state_dict"])
+            return
+        method.set_input_stats(self.data.batches(4096))
+        if init_state is not None:  # the final model of a K search
+            fresh = warm_start(method, init_state)
+            log.info("started from the K search's model; fresh: %s", ", ".join(fresh) or "none")
+
     def fit_closed_form(self, resume_state: dict[str, Any] | None) -> None:
         self.method.to(self.device)
         if resume_state is None:
