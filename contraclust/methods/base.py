@@ -17,12 +17,26 @@ Lifecycle. The trainer owns the step and epoch counters and calls, in this order
 
 ``step`` counts the steps since the start of the run (``e * steps_per_epoch`` + the
 step within the epoch), so a resumed run calls the hooks with the numbers an
-uninterrupted run would have used. The hooks run outside the data-parallel wrapper,
-on every process, with the method in training mode; the self-labelling epochs that
-may follow (``train.self_label_epochs``) replace the method's losses and call none of
-them. Every schedule is given in epochs (a fraction allowed) and turned into a step
-by :meth:`ClusteringMethod.step_at`; a method whose schedule cannot start within the
-run's epochs refuses it in :meth:`ClusteringMethod.check_schedule`.
+uninterrupted run would have used; a run resumed inside epoch ``e`` calls
+``on_epoch_start(e)`` again before its remaining steps. A hook should therefore set
+state from its arguments rather than count calls, and keep in buffers what must
+survive a resume. The hooks run outside the data-parallel wrapper, on every process,
+with the method in training mode; the self-labelling epochs that may follow
+(``train.self_label_epochs``) replace the method's losses and call none of them.
+
+Every schedule is given in epochs (a fraction allowed) and turned into a step by
+:meth:`ClusteringMethod.step_at`; a method whose schedule cannot start within the
+run's epochs refuses it in :meth:`ClusteringMethod.check_schedule`. For example, a
+head trained only from epoch ``start_epoch`` on::
+
+    def on_step(self, step: int, epoch: int) -> None:
+        self.head_on = step >= self.step_at(self.params.start_epoch)
+
+    @classmethod
+    def check_schedule(cls, params, epochs: int) -> None:
+        if params.start_epoch >= epochs:
+            raise ConfigError(f"x: start_epoch={params.start_epoch:g} is not reached "
+                              f"within epochs={epochs}; lower start_epoch or raise --epochs")
 """
 
 from __future__ import annotations
