@@ -50,6 +50,11 @@ def ensure_data_root(root: Path | None) -> Path:
     if all((cache / e.target).is_file() for e in conftest.DATA_ROOT_LAYOUT):
         return cache
     shared = Path(os.environ.get(conftest.SHARED_DATA_ENV, REPO.parent / "shared" / "data"))
+    if not (shared / "SHA256SUMS").is_file():
+        raise SystemExit(
+            f"error: no shared benchmark data at {shared} (its SHA256SUMS is missing); set "
+            f"{conftest.SHARED_DATA_ENV} to the folder holding SHA256SUMS and the data files"
+        )
     sums = {}
     for line in (shared / "SHA256SUMS").read_text().splitlines():
         if line.strip():

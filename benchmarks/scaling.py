@@ -26,8 +26,17 @@ its N x K probabilities and without them (``keep_probs=False``, what the loop's
 per-epoch scoring uses): median time of a few calls and the peak memory above the
 process's size before the first call.
 
+Queue: ConCURL's Sinkhorn step of one training step (both views) at K = 1000, batch
+256 per process, 256-d embeddings, eps 0.05, 3 iterations: without a queue (each view's
+256 x K scores balanced alone) and with SwAV's queue of 3840 (the queued embeddings
+scored against the prototypes, 4096 x K balanced, the batch's rows kept, the batch
+pushed into the queue). Each queue length in its own process: median time of a few
+calls and the peak memory above the process's size before the first call; the queue
+buffer is allocated (and filled) before that size is taken.
+
     python benchmarks/scaling.py                       # everything (a few minutes)
     python benchmarks/scaling.py --sizes 1000 3000 --ks 10 100 --no-write
+    python benchmarks/scaling.py --queue-only          # the queue rows alone
 """
 
 from __future__ import annotations
@@ -59,6 +68,8 @@ SIZES = (1000, 3000, 10000, 30000, 100000)
 KS = (10, 100, 1000)
 KINDS = ("image", "vector")
 COMPONENTS = ("sinkhorn", "head", "evaluate", "evaluate_logged", "predict", "predict_labels")
+QUEUE_LENGTHS = (0, 3840)
+QUEUE_K, QUEUE_BATCH, QUEUE_DIM = 1000, 256, 256
 
 
 # --------------------------------------------------------------------------- children
@@ -214,6 +225,52 @@ def one_k(component: str, k: int, seed: int = 0) -> dict[str, Any]:
     }
 
 
+def one_queue(length: int, k: int = QUEUE_K, seed: int = 0) -> dict[str, Any]:
+    """Time and memory of ConCURL's Sinkhorn step with a queue of ``length`` (0: none)."""
+    import functools
+
+    import torch
+    import torch.nn.functional as F
+
+    from contraclust.losses import EmbeddingQueue, sinkhorn_knopp
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(seed)
+    prototypes = F.normalize(torch.randn(k, QUEUE_DIM, generator=g), dim=1)
+    z = [F.normalize(torch.randn(QUEUE_BATCH, QUEUE_DIM, generator=g), dim=1) for _ in range(2)]
+    scores = [e @ prototypes.T for e in z]
+    balance = functools.partial(sinkhorn_knopp, eps=0.05, n_iter=3)
+    queue_mib = 0.0
+    if length:
+        queue = EmbeddingQueue(length, QUEUE_DIM, n_views=2)
+        while not queue.is_full():
+            queue.push([F.normalize(torch.randn(QUEUE_BATCH, QUEUE_DIM, generator=g), dim=1)] * 2)
+        queue_mib = queue.embeddings.numel() * queue.embeddings.element_size() / 2**20
+
+        def step() -> None:
+            queue.balanced_targets(scores, z, lambda e: e @ prototypes.T, balance)
+
+        what = f"2 views: {length} queued + {QUEUE_BATCH} rows x K balanced, batch rows kept"
+    else:
+
+        def step() -> None:
+            for view_scores in scores:
+                balance(view_scores)
+
+        what = f"2 views: {QUEUE_BATCH} x K balanced alone"
+    base = current_rss_mib()
+    seconds = _median_time(step, 5)
+    return {
+        "queue_length": length,
+        "k": k,
+        "batch": QUEUE_BATCH,
+        "seconds": seconds,
+        "peak_above_start_mib": max(0.0, peak_rss_mib() - base),
+        "queue_buffer_mib": queue_mib,
+        "what": what,
+    }
+
+
 def run_child(args: list[str]) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, __file__, *args], capture_output=True, text=True, check=False
@@ -336,6 +393,24 @@ def markdown(saved: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def queue_markdown(saved: dict[str, Any]) -> str:
+    meta = saved["queue_meta"]
+    lines = [
+        f"Measured {meta['date']} on {meta['machine']}, torch {meta['torch']}, CPU, one "
+        f"thread, load average {meta['load_average'][0]:.1f} at the end (a shared, loaded "
+        f"machine). Command: `{saved['queue_command']}`.",
+        "",
+        "| queue | K | batch | seconds per step | peak above start MiB | queue buffer MiB | what |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(saved["queue"], key=lambda r: r["queue_length"]):
+        lines.append(
+            f"| {r['queue_length']} | {r['k']} | {r['batch']} | {r['seconds']:.4f} | "
+            f"{r['peak_above_start_mib']:.1f} | {r['queue_buffer_mib']:.1f} | {r['what']} |"
+        )
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -345,10 +420,40 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     p.add_argument("--ks", nargs="+", type=int, default=list(KS))
     p.add_argument("--steps", type=int, default=10, help="timed training steps per N")
+    p.add_argument("--queue-lengths", nargs="+", type=int, default=list(QUEUE_LENGTHS))
+    p.add_argument(
+        "--queue-only",
+        action="store_true",
+        help="measure only the Sinkhorn step with a queue; keep the other saved results",
+    )
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--one-size", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     p.add_argument("--one-k", nargs=2, metavar=("COMPONENT", "K"), help=argparse.SUPPRESS)
+    p.add_argument("--one-queue", type=int, metavar="LENGTH", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.one_queue is not None:
+        print(json.dumps(one_queue(args.one_queue)))
+        return
+    command = "python benchmarks/scaling.py " + " ".join(
+        a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-write"
+    )
+    qrows = []
+    for length in args.queue_lengths:
+        row = run_child(["--one-queue", str(length)])
+        qrows.append(row)
+        print(
+            f"sinkhorn queue {length:>5} K={row['k']}: {row['seconds']:.4f} s, "
+            f"+{row['peak_above_start_mib']:.1f} MiB",
+            flush=True,
+        )
+    queue_saved = {"queue_meta": machine_meta(), "queue_command": command.strip(), "queue": qrows}
+    if args.queue_only:
+        if not args.no_write:
+            saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+            write_json(RESULTS, {**saved, **queue_saved})
+            write_section("scaling-queue", queue_markdown(queue_saved), "Sinkhorn with a queue")
+            print(f"wrote the queue rows to {RESULTS} and BENCHMARKS.md")
+        return
     if args.one_size:
         print(json.dumps(one_size(args.one_size[0], int(args.one_size[1]), args.steps)))
         return
@@ -375,15 +480,13 @@ def main(argv: list[str] | None = None) -> None:
                 f"+{row['peak_above_start_mib']:.1f} MiB",
                 flush=True,
             )
-    command = "python benchmarks/scaling.py " + " ".join(
-        a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-write"
-    )
     saved = {
         "meta": machine_meta(),
         "command": command.strip(),
         "sizes": rows,
         "ks": krows,
         "exponents": exponents(rows),
+        **queue_saved,
     }
     print(json.dumps(saved["exponents"]))
     if args.no_write:
@@ -391,6 +494,7 @@ def main(argv: list[str] | None = None) -> None:
     write_json(RESULTS, saved)
     plot(rows, krows, PLOT)
     write_section("scaling", markdown(saved), "Scaling with N and K")
+    write_section("scaling-queue", queue_markdown(saved), "Sinkhorn with a queue")
     print(f"wrote {RESULTS}, {PLOT} and BENCHMARKS.md")
 
 

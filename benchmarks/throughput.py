@@ -47,8 +47,9 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, machine_meta, write_json, write_section
 
-from contraclust.config import RunConfig
+from contraclust.config import RunConfig, load_preset, merge
 from contraclust.data.augment import build_augmentation
+from contraclust.errors import ConfigError
 from contraclust.methods import ClusteringMethod
 from contraclust.training.checkpoint import build_method
 from contraclust.training.loop import model_input
@@ -217,9 +218,17 @@ class PhaseTimer:
 
 
 def make_config(args: argparse.Namespace) -> RunConfig:
-    cfg = RunConfig(method=args.method, n_clusters=10)
-    cfg.model.backbone = args.backbone
-    return cfg
+    """The method to train: its preset (``args.preset``) when given, with K = 10 and
+    ``args.backbone``; only the method, its parameters and the model are used."""
+    preset = getattr(args, "preset", None)
+    raw: dict[str, Any] = load_preset(preset) if preset else {}
+    if raw.get("method", args.method) != args.method:
+        raise ConfigError(
+            f"preset '{preset}' trains method '{raw['method']}', not '{args.method}'; "
+            f"pass --method {raw['method']} or a preset of {args.method}"
+        )
+    over = {"method": args.method, "n_clusters": 10, "model": {"backbone": args.backbone}}
+    return RunConfig.from_dict(merge(raw, over))
 
 
 class Pipeline:
@@ -367,6 +376,11 @@ class Reference(Pipeline):
 
 
 def run_round(pipe: Pipeline, steps: int, device: torch.device, sync_phases: bool) -> dict:
+    """``steps`` timed steps of ``pipe`` after one untimed one. On CUDA the row also
+    has the peak memory allocated during the round (every pipeline's weights, optimiser
+    state and data stay resident, so they count in each pipeline's peak)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     pipe.prepare_round()
     pipe.step(PhaseTimer(device, sync=True))  # warm-up, untimed
     timer = PhaseTimer(device, sync=sync_phases)
@@ -384,6 +398,59 @@ def run_round(pipe: Pipeline, steps: int, device: torch.device, sync_phases: boo
         "images_per_s": steps * pipe.batch / seconds,
         "phases": {k: v / steps for k, v in timer.totals.items()},
         "synced_phases": sync_phases or device.type == "cpu",
+        "peak_gpu_mib": (
+            torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        ),
+    }
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def compare(
+    args: argparse.Namespace,
+    images: Tensor,
+    device: torch.device,
+    log: Callable[[str], None] = _say,
+) -> dict[str, Any]:
+    """Our pipeline, the reference and ``args.variants`` in alternating rounds.
+
+    Returns the per-pipeline ``summary`` (see :func:`summarise`), the ``rounds``, the
+    reference's augmentation CPU seconds per batch and whether torchvision made its
+    views. Every pipeline is closed (its DataLoader workers stopped) on return.
+    """
+    pipes: list[Pipeline] = [Ours(args, images, device), Reference(args, images, device)]
+    pipes += [Ours(args, images, device, variant=v) for v in args.variants]
+    names = [p.name for p in pipes]
+    rounds: list[dict] = []
+    sync_phases = device.type != "cuda"
+    try:
+        for r in range(args.rounds):
+            order = pipes if r % 2 == 0 else pipes[::-1]
+            for pipe in order:
+                row = run_round(pipe, args.steps, device, sync_phases)
+                row["round"] = r
+                rounds.append(row)
+                log(f"round {r} {pipe.name:<20s} {row['images_per_s']:8.1f} images/s")
+        if not sync_phases:  # CUDA: one more round per pipeline with a synchronised timer
+            for pipe in pipes:
+                row = run_round(pipe, args.steps, device, sync_phases=True)
+                row.update(round=args.rounds, breakdown_only=True)
+                rounds.append(row)
+        reference = pipes[1]
+        assert isinstance(reference, Reference)
+        sample = min(args.batch_size, 64)
+        aug_cpu = reference.augment_cpu_seconds(sample) * (args.batch_size / sample)
+        torchvision = reference.transform.tv is not None
+    finally:
+        for pipe in pipes:
+            pipe.close()
+    return {
+        "summary": summarise(rounds, names),
+        "rounds": rounds,
+        "reference_augment_cpu_s_per_batch": aug_cpu,
+        "torchvision": torchvision,
     }
 
 
@@ -399,11 +466,13 @@ def summarise(rounds: list[dict], names: list[str]) -> dict[str, Any]:
             k: statistics.median(r["phases"][k] / sum(r["phases"].values()) for r in phased)
             for k in PHASES
         }
+        peaks = [r["peak_gpu_mib"] for r in rows if r.get("peak_gpu_mib") is not None]
         out[name] = {
             "images_per_s": statistics.median(rates),
             "images_per_s_rounds": rates,
             "step_seconds": step,
             "shares": shares,
+            "peak_gpu_mib": max(peaks) if peaks else None,
         }
     base = [r["images_per_s"] for r in rounds if r["pipeline"] == "reference"]
     for name in names:
@@ -502,6 +571,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-root", type=Path, default=None)
     p.add_argument("--n", type=int, default=10000, help="images to sample batches from")
     p.add_argument("--method", default="cc")
+    p.add_argument("--preset", default=None, help="the method's preset (default: its defaults)")
     p.add_argument("--backbone", default="small_cnn")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--steps", type=int, default=8, help="timed steps per round")
@@ -537,34 +607,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = torch.device(args.device)
     meta_before = machine_meta()
     images = load_images(args.dataset, args.data_root, args.n, args.seed)
-    pipes: list[Pipeline] = [Ours(args, images, device), Reference(args, images, device)]
-    pipes += [Ours(args, images, device, variant=v) for v in args.variants]
-    names = [p.name for p in pipes]
-    rounds: list[dict] = []
-    sync_phases = device.type != "cuda"
-    for r in range(args.rounds):
-        order = pipes if r % 2 == 0 else pipes[::-1]
-        for pipe in order:
-            row = run_round(pipe, args.steps, device, sync_phases)
-            row["round"] = r
-            rounds.append(row)
-            print(f"round {r} {pipe.name:<20s} {row['images_per_s']:8.1f} images/s", flush=True)
-    if not sync_phases:  # CUDA: one more round per pipeline with a synchronised timer
-        for pipe in pipes:
-            row = run_round(pipe, args.steps, device, sync_phases=True)
-            row.update(round=args.rounds, breakdown_only=True)
-            rounds.append(row)
-    reference = pipes[1]
-    assert isinstance(reference, Reference)
-    aug_cpu = reference.augment_cpu_seconds(min(args.batch_size, 64)) * (
-        args.batch_size / min(args.batch_size, 64)
-    )
-    for pipe in pipes:
-        pipe.close()
-    summary = summarise(rounds, names)
+    result = compare(args, images, device)
+    summary, aug_cpu = result["summary"], result["reference_augment_cpu_s_per_batch"]
     meta = machine_meta()
     meta["load_average_before"] = meta_before["load_average"]
-    meta["torchvision"] = reference.transform.tv is not None
+    meta["torchvision"] = result["torchvision"]
     config = {k: v for k, v in vars(args).items() if k not in ("no_write", "data_root", "threads")}
     command = "python benchmarks/throughput.py " + " ".join(
         a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-write"
@@ -574,7 +621,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "meta": meta,
         "summary": summary,
         "reference_augment_cpu_s_per_batch": aug_cpu,
-        "rounds": rounds,
+        "rounds": result["rounds"],
         "command": command.strip(),
     }
     for name, s in summary.items():

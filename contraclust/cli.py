@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,13 @@ from typing import Any
 import yaml
 
 from contraclust import __version__
-from contraclust.errors import ConfigError, ContraclustError, RunDirectoryError
+from contraclust.config import KMEANS_SPACES, READOUTS
+from contraclust.errors import (
+    ConfigError,
+    ContraclustError,
+    ContraclustWarning,
+    RunDirectoryError,
+)
 
 EXIT_USAGE = 2
 
@@ -45,52 +54,19 @@ def _clusters(text: str) -> int | str:
 
 
 def build_config(args: argparse.Namespace):
-    """Defaults < preset < command-line flags."""
-    from contraclust.config import RunConfig, load_preset, merge
+    """Defaults < preset < flags < --set, through the library's one mapping."""
+    from contraclust.config import FLAT_OPTIONS, build_config
 
-    raw: dict[str, Any] = load_preset(args.preset) if args.preset else {}
-    over: dict[str, Any] = {}
-
-    def put(section: str | None, key: str, value: Any) -> None:
-        if value is None:
-            return
-        if section is None:
-            over[key] = value
-        else:
-            over.setdefault(section, {})[key] = value
-
-    put(None, "method", args.method)
-    put(None, "n_clusters", args.clusters)
-    put("data", "name", args.data)
-    put("data", "root", args.data_root)
-    put("data", "image_size", args.image_size)
-    put("data", "split", args.split)
-    put("data", "stream", args.stream)
-    put("data", "workers", args.workers)
-    put("data", "label_column", args.label_column)
-    put("data", "features", args.features)
-    put("data", "features_image_size", args.features_image_size)
-    put("k_search", "k_range", args.k_range)
-    if args.skip_bad_images:
-        put("data", "skip_bad_images", True)
-    put("model", "backbone", args.backbone)
-    put("augment", "name", args.augment)
-    put("optim", "lr", args.lr)
-    put("optim", "name", args.optimizer)
-    put("train", "epochs", args.epochs)
-    put("train", "self_label_epochs", args.self_label)
-    put("train", "batch_size", args.batch_size)
-    put("train", "seed", args.seed)
-    put("train", "device", args.device)
-    put("train", "devices", args.devices)
-    put("train", "precision", args.precision)
-    put("train", "predict_with", args.predict_with)
-    put("train", "eval_every", args.eval_every)
+    if args.data is not None and args.data_opt is not None and args.data != args.data_opt:
+        raise ConfigError(
+            f"two data sets given: '{args.data}' and --data '{args.data_opt}'; give one"
+        )
+    options = {name: getattr(args, name, None) for name in FLAT_OPTIONS}
+    options["data"] = args.data if args.data is not None else args.data_opt
+    options["skip_bad_images"] = True if args.skip_bad_images else None
     if args.param:
-        over["params"] = dict(_parse_param(p) for p in args.param)
-    if args.method and raw.get("method", args.method) != args.method:
-        raw.pop("params", None)
-    return RunConfig.from_dict(merge(raw, over))
+        options["params"] = dict(_parse_param(p) for p in args.param)
+    return build_config(args.preset, options, args.set or ())
 
 
 def _default_out(cfg: Any) -> Path:
@@ -119,12 +95,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
         from contraclust.data.download import ensure_dataset
 
         ensure_dataset(cfg.data.name, cfg.data.root, split=cfg.data.split, progress=not args.quiet)
-    if not args.quiet and launched_rank() == 0:
-        print(
-            f"contraclust {__version__}: {cfg.method} on {cfg.data.name}, K={cfg.n_clusters}, "
-            f"{cfg.train.epochs} epochs -> {out}",
-            file=sys.stderr,
-        )
     try:
         result = fit(
             cfg,
@@ -143,10 +113,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(f"contraclust: {message}", file=sys.stderr)
         return 130
     if result.run_dir is not None and launched_rank() == 0:
-        chosen = f"K={result.config.n_clusters} (chosen), " if result.k_search else ""
+        ran = result.config
+        chosen = f"K={ran.n_clusters} (chosen), " if result.k_search else ""
+        flag = "  DEGENERATE (see the warning above)" if result.warnings else ""
         print(
-            f"{cfg.method} on {cfg.data.name}: {chosen}{_format_metrics(result.metrics)}  "
-            f"({result.seconds:.1f} s) -> {out}"
+            f"{ran.method} on {Path(ran.data.name).name}: {chosen}"
+            f"{_format_metrics(result.metrics)}  ({result.seconds:.1f} s) -> {out}{flag}"
         )
     return 0
 
@@ -164,7 +136,7 @@ def _keep_run_settings(args: argparse.Namespace, cfg: Any, out: Path) -> None:
         cfg.method = saved["method"]
     if args.epochs is None:
         cfg.train.epochs = saved["train"]["epochs"]
-    if args.self_label is None:
+    if args.self_label_epochs is None:
         cfg.train.self_label_epochs = saved["train"].get("self_label_epochs", 0)
 
 
@@ -197,8 +169,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from contraclust.training.report import rebuild_report
 
-    path, warnings = rebuild_report(args.run_dir, device=args.device)
-    for warning in warnings:
+    path, notes = rebuild_report(args.run_dir, device=args.device, progress=True)
+    for warning in notes:
         print(f"contraclust: warning: {warning}", file=sys.stderr)
     print(f"report written to {path}")
     return 0
@@ -206,61 +178,27 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _evaluate_shift(args: argparse.Namespace, run: Path) -> int:
     """Score a trained run on other data, another split, or a corrupted copy."""
-    from contraclust.api import load
-    from contraclust.data.corruptions import corrupt
-    from contraclust.data.registry import get_dataset_info
-    from contraclust.errors import DataError
-    from contraclust.evaluation import evaluate
-    from contraclust.training.loop import cluster_summary
-    from contraclust.utils import atomic_write_json
+    from contraclust.api import evaluate_shift
 
-    if args.severity is not None and not args.corruption:
-        raise ConfigError("--severity needs --corruption noise, blur or contrast")
-    est = load(run)
-    cfg = est.config_
-    if args.data_root:
-        cfg.data.root = args.data_root
-    spec = args.data or cfg.data.name
-    try:
-        info = get_dataset_info(spec)
-        split = args.split or info.default_split or "all"
-    except DataError:  # a folder or an array file: always read whole
-        info, split = None, args.split or "all"
-    ds = _load_for_model(spec, est.model_.input_shape, cfg, split=split if info else args.split)
-    severity = None
-    if args.corruption:
-        if ds.kind != "image":
-            raise ConfigError(f"--corruption applies to images; {ds.name} holds vectors")
-        severity = 3 if args.severity is None else args.severity
-        ds.data = corrupt(ds.data, args.corruption, severity, seed=args.seed)
-    pred = est._predict(ds)
-    metrics = evaluate(ds.labels, pred.labels) if ds.labels is not None else None
-    data_name = info.name if info else (Path(spec).name or "data")
-    shift = f"{args.corruption}-{severity}" if args.corruption else "clean"
-    result = {
-        "run": str(run),
-        "method": cfg.method,
-        "trained_on": {"data": cfg.data.name, "split": cfg.data.split},
-        "data": spec,
-        "split": split,
-        "corruption": args.corruption,
-        "severity": severity,
-        "seed": args.seed if args.corruption == "noise" else None,
-        "n_samples": len(ds),
-        "metrics": metrics,
-        "note": None if metrics else "the data have no labels: metrics need labels",
-        **cluster_summary(pred.labels, est.model_.n_clusters),
-    }
-    out = run / "shift" / f"{_slug(data_name)}-{_slug(split)}-{shift}.json"
-    out.parent.mkdir(exist_ok=True)
-    atomic_write_json(out, result)
+    result, out = evaluate_shift(
+        run,
+        data=args.data,
+        split=args.split,
+        corruption=args.corruption,
+        severity=args.severity,
+        seed=args.seed,
+        data_root=args.data_root,
+    )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    severity, metrics = result["severity"], result["metrics"]
     what = f"{args.corruption}, severity {severity}" if args.corruption else "no corruption"
-    print(f"run        {run}  ({cfg.method}, trained on {cfg.data.name})")
-    print(f"data       {spec}  split {split}, {what}  ({len(ds)} samples)")
-    print(f"clusters   {est.model_.n_clusters}  sizes {result['cluster_sizes']}")
+    trained = result["trained_on"]["data"]
+    print(f"run        {run}  ({result['method']}, trained on {trained})")
+    n = result["n_samples"]
+    print(f"data       {result['data']}  split {result['split']}, {what}  ({n} samples)")
+    print(f"clusters   {len(result['cluster_sizes'])}  sizes {result['cluster_sizes']}")
     if metrics:
         for key in ("acc", "acc_many_to_one", "nmi", "ari", "ami"):
             print(f"{key:<10} {metrics[key]:.4f}")
@@ -270,66 +208,29 @@ def _evaluate_shift(args: argparse.Namespace, run: Path) -> int:
     return 0
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
-def _load_for_model(spec: str, input_shape: tuple[int, ...], cfg: Any, split: str | None = None):
-    """Load new data the way the model's training data was shaped."""
-    import torch
-
-    from contraclust.data import load_dataset
-
-    image_size = input_shape[1] if len(input_shape) == 3 else None
-    if cfg.data.features:  # the images go through the feature backbone as in training
-        image_size = cfg.data.image_size
-    ds = load_dataset(
-        spec,
-        root=cfg.data.root,
-        image_size=image_size,
-        skip_bad=cfg.data.skip_bad_images,
-        split=split,
-        label_column=cfg.data.label_column,
-    )
-    if len(input_shape) == 3 and ds.kind == "image" and ds.data.shape[1] != input_shape[0]:
-        if input_shape[0] == 1:  # colour data, grey model
-            ds.data = ds.data.float().mean(dim=1, keepdim=True).round().to(torch.uint8)
-        else:  # grey data, colour model
-            ds.data = ds.data.expand(-1, 3, -1, -1).contiguous()
-    if len(input_shape) == 3 and ds.kind == "image" and ds.data.shape[2:] != input_shape[1:]:
-        ds.data = (
-            torch.nn.functional.interpolate(
-                ds.data.float(),
-                size=tuple(input_shape[1:]),
-                mode="bilinear",
-                antialias=True,
-                align_corners=False,
-            )
-            .round()
-            .clamp(0, 255)
-            .to(torch.uint8)
-        )
-    return ds
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     from contraclust.api import load
     from contraclust.evaluation import evaluate
-    from contraclust.training.rundir import write_assignments
+    from contraclust.training.rundir import assignments_csv, write_assignments
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
+    to_stdout = args.out in (None, "-")
+    out = None if to_stdout else Path(args.out)
+    if out is not None and out.exists() and not args.overwrite:
         raise RunDirectoryError(f"{out} exists; pass --overwrite to replace it")
     est = load(args.run_dir)
     est.device = args.device
     est.verbose = not args.quiet
-    ds = _load_for_model(args.input, est.model_.input_shape, est.config_)
+    ds = est.prepare_input(args.input)
     pred = est._predict(ds)
-    write_assignments(out, pred.labels, pred.confidence, ds.labels, ds.paths, ds.class_names)
-    line = f"{len(ds)} samples of {ds.name} assigned -> {out}"
+    columns = (pred.labels, pred.confidence, ds.labels, ds.paths, ds.class_names)
+    if out is None:
+        sys.stdout.write(assignments_csv(*columns))
+    else:
+        write_assignments(out, *columns)
+    line = f"{len(ds)} samples of {ds.name} assigned -> {out or 'stdout'}"
     if ds.labels is not None:
         line += f"  ({_format_metrics(evaluate(ds.labels, pred.labels))})"
-    print(line)
+    print(line, file=sys.stderr if out is None else sys.stdout)
     return 0
 
 
@@ -413,39 +314,64 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from contraclust.config import PRESET_DIR, available_presets
+    from contraclust.config import PRESET_DIR, available_presets, preset_dataset
 
+    names = available_presets()
+    if not names:
+        raise ConfigError(f"no presets found in {PRESET_DIR}; the installation is incomplete")
     print(f"presets in {PRESET_DIR}:")
-    for name in available_presets():
-        print(f"  {name}")
+    for name in names:
+        print(f"  {name:<26} for {preset_dataset(name)}")
     return 0
 
 
 # ---------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="contraclust",
-        description="Deep clustering of images and vectors with contrastive learning.",
-    )
-    parser.add_argument("--version", action="version", version=f"contraclust {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default: flags say ``off``, options whose
+    default is decided later (a preset, the data) say so in their own help."""
 
-    p = sub.add_parser("fit", help="train a clustering model and write a run directory")
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._AppendAction)):
+            return f"{text} (default: off)" if action.const is True else f"{text} (default: none)"
+        if action.option_strings and action.default is not None:
+            return f"{text} (default: %(default)s)"
+        return text
+
+
+def _add_parser(sub: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    return sub.add_parser(name, allow_abbrev=False, formatter_class=_HelpFormatter, **kwargs)
+
+
+def _add_fit_options(p: argparse.ArgumentParser) -> None:
+    from contraclust.config import RunConfig
+
+    d = RunConfig()
     p.add_argument(
         "data",
         nargs="?",
         default=None,
         help="dataset name, image folder or .npy/.npz/.csv/.parquet file (default: digits)",
     )
-    p.add_argument("--method", "-m", default=None, help="clustering method (default: cc)")
+    p.add_argument(
+        "--data",
+        dest="data_opt",
+        default=None,
+        metavar="DATA",
+        help="the same as the positional DATA, spelled out (default: digits)",
+    )
+    p.add_argument("--method", "-m", default=None, help=f"clustering method (default: {d.method})")
     p.add_argument(
         "--clusters",
         "-k",
+        dest="n_clusters",
         type=_clusters,
         default=None,
         metavar="K|auto",
-        help="number of clusters K, or 'auto' to choose it (see --k-range)",
+        help=f"number of clusters K, or 'auto' to choose it (default: {d.n_clusters}, "
+        "or the preset's)",
     )
     p.add_argument(
         "--k-range",
@@ -453,28 +379,86 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MIN:MAX",
         help="candidates of --clusters auto (default: 2:min(20, N/10))",
     )
-    p.add_argument("--epochs", "-e", type=int, default=None)
+    p.add_argument(
+        "--epochs",
+        "-e",
+        type=int,
+        default=None,
+        help=f"training epochs, at least 1 (default: {d.train.epochs}, or the preset's)",
+    )
     p.add_argument(
         "--self-label",
+        dest="self_label_epochs",
         type=int,
         default=None,
         metavar="EPOCHS",
-        help="epochs of self-labelling after training (SCAN's step 3; default 0)",
+        help="epochs of self-labelling after training (SCAN's step 3; default: 0, or the preset's)",
     )
     p.add_argument(
         "--out", "-o", default=None, help="run directory (default: runs/<method>-<data>)"
     )
-    p.add_argument("--preset", default=None, help="preset name (see `presets`) or YAML file")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
-    p.add_argument("--devices", type=int, default=None, help="processes (DDP) to train on")
-    p.add_argument("--precision", default=None, help="auto, 32, bf16-mixed or 16-mixed")
-    p.add_argument("--batch-size", "-b", type=int, default=None, help="global batch size")
-    p.add_argument("--lr", type=float, default=None, help="learning rate")
-    p.add_argument("--optimizer", default=None, help="adam, adamw or sgd")
-    p.add_argument("--backbone", default=None, help="auto, small_cnn, resnet18, resnet34, mlp ...")
-    p.add_argument("--augment", default=None, help="auto, grey, simclr, vector or none")
-    p.add_argument("--image-size", type=int, default=None, help="resize images to this side")
+    p.add_argument(
+        "--preset", default=None, help="preset name (see `presets`) or YAML file (default: none)"
+    )
+    p.add_argument(
+        "--seed",
+        dest="random_state",
+        type=int,
+        default=None,
+        help=f"random seed; the same seed on CPU repeats a run (default: {d.train.seed})",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default=None,
+        help="where to train; auto takes CUDA when present (default: auto)",
+    )
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help=f"processes (DDP) to train on (default: {d.train.devices})",
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        help="auto, 32, bf16-mixed or 16-mixed; auto is bf16 on CUDA, 32 on CPU (default: auto)",
+    )
+    p.add_argument(
+        "--batch-size",
+        "-b",
+        type=int,
+        default=None,
+        help="global batch size (default: min(256, N), or the preset's)",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"learning rate (default: {d.optim.lr:g}, or the preset's)",
+    )
+    p.add_argument(
+        "--optimizer",
+        default=None,
+        help=f"adam, adamw or sgd (default: {d.optim.name}, or the preset's)",
+    )
+    p.add_argument(
+        "--backbone",
+        default=None,
+        help="auto, small_cnn, resnet18, resnet34, mlp ...; auto picks by the data's "
+        "kind and size (default: auto)",
+    )
+    p.add_argument(
+        "--augment",
+        default=None,
+        help="auto, grey, simclr, vector or none; auto picks by the data's kind (default: auto)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize images to this side (default: their own size, or the preset's)",
+    )
     p.add_argument(
         "--label-column",
         default=None,
@@ -486,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="BACKBONE",
         help="train on frozen features of torchvision:NAME, timm:NAME or a TorchScript file "
-        "(computed once, cached in $CONTRACLUST_CACHE/features)",
+        "(computed once, cached in $CONTRACLUST_CACHE/features; default: none)",
     )
     p.add_argument(
         "--features-image-size",
@@ -513,12 +497,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--predict-with",
-        choices=("head", "kmeans"),
+        choices=READOUTS,
         default=None,
-        help="read-out: argmax of the cluster head or k-means on the embedding",
+        help="read-out: argmax of the cluster head, k-means (see --kmeans-space) or argmax "
+        "of a Sinkhorn assignment balanced over the whole data set (default: head)",
     )
     p.add_argument(
-        "--eval-every", type=int, default=None, help="score every N epochs when labels exist"
+        "--kmeans-space",
+        choices=KMEANS_SPACES,
+        default=None,
+        help="features of the k-means read-out: backbone, projection head or exemplar head "
+        "(as the method offers; default: backbone)",
+    )
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help=f"score every N epochs when labels exist; 0: at the end only "
+        f"(default: {d.train.eval_every})",
     )
     p.add_argument(
         "--param",
@@ -526,6 +522,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="a method parameter, e.g. -p instance_temperature=0.2 (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="any setting of the configuration, e.g. --set optim.schedule=cosine (repeatable)",
     )
     p.add_argument(
         "--skip-bad-images",
@@ -537,10 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "on", "off"),
         default=None,
         help="decode image files batch by batch in worker processes instead of holding "
-        "them in memory (auto: when the decoded images exceed 2 GiB)",
+        "them in memory; auto: when the decoded images exceed 2 GiB (default: auto)",
     )
     p.add_argument(
-        "--workers", type=int, default=None, help="image decoding processes (default min(4, CPUs))"
+        "--workers",
+        type=int,
+        default=None,
+        help="image decoding processes (default: min(4, CPUs))",
     )
     p.add_argument(
         "--resume",
@@ -550,22 +555,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="contraclust",
+        description="Deep clustering of images and vectors with contrastive learning.",
+        allow_abbrev=False,
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"contraclust {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = _add_parser(sub, "fit", help="train a clustering model and write a run directory")
+    _add_fit_options(p)
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("predict", help="assign new data to the clusters of a trained run")
+    p = _add_parser(sub, "predict", help="assign new data to the clusters of a trained run")
     p.add_argument("run_dir", help="run directory (or model.ckpt)")
     p.add_argument("input", help="image folder, .npy/.npz/.csv/.parquet file or dataset name")
-    p.add_argument("--out", "-o", required=True, help="CSV file to write")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--out",
+        "-o",
+        default=None,
+        help="CSV file to write; '-' writes to stdout (default: stdout)",
+    )
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to compute"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser(
+    p = _add_parser(
+        sub,
         "evaluate",
         help="print the metrics of a finished run, or score it on other or corrupted data",
     )
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="run directory (the --out of contraclust fit)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument(
         "--data",
@@ -579,15 +607,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--corruption",
         choices=("noise", "blur", "contrast"),
         default=None,
-        help="score on a corrupted copy: Gaussian noise, Gaussian blur or lower contrast",
+        help="score on a corrupted copy: Gaussian noise, Gaussian blur or lower contrast "
+        "(default: none)",
     )
-    p.add_argument("--severity", type=int, default=None, help="corruption strength 1..5 (3)")
+    p.add_argument(
+        "--severity", type=int, default=None, help="corruption strength 1..5 (default: 3)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the noise corruption")
-    p.add_argument("--data-root", default=None, help="folder of the standard datasets")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder of the standard datasets (default: the run's)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser(
-        "report", help="write report.html of a finished run again (figures, clusters, metrics)"
+    p = _add_parser(
+        sub, "report", help="write report.html of a finished run again (figures, clusters, metrics)"
     )
     p.add_argument("run_dir", help="run directory (the --out of contraclust fit)")
     p.add_argument(
@@ -598,25 +633,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", help="cluster scikit-learn's digits: k-means vs cc")
-    p.add_argument("--out", "-o", default=None, help="folder for the runs")
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--quiet", "-q", action="store_true")
+    p = _add_parser(sub, "demo", help="cluster scikit-learn's digits: k-means vs cc")
+    p.add_argument(
+        "--out", "-o", default=None, help="folder for the runs (default: runs/demo-<time>)"
+    )
+    p.add_argument(
+        "--epochs", type=int, default=None, help="override the preset's epochs (default: 30)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train"
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser(
-        "datasets", help="list, download or verify the standard datasets (default: list)"
+    p = _add_parser(
+        sub, "datasets", help="list, download or verify the standard datasets (default: list)"
     )
-    p.add_argument("--data-root", default=None, help="folder of the standard datasets")
+    root_help = (
+        "folder of the standard datasets (default: $CONTRACLUST_DATA or ~/.cache/contraclust)"
+    )
+    p.add_argument("--data-root", default=None, help=root_help)
     p.set_defaults(func=cmd_datasets)
     actions = p.add_subparsers(dest="datasets_command", metavar="ACTION")
-    q = actions.add_parser("list", help="each dataset, where it is looked for, and its state")
-    q.add_argument("--data-root", default=argparse.SUPPRESS)
-    q = actions.add_parser("download", help="download, check and unpack a dataset")
+    q = _add_parser(actions, "list", help="each dataset, where it is looked for, and its state")
+    q.add_argument("--data-root", default=argparse.SUPPRESS, help=root_help)
+    q = _add_parser(actions, "download", help="download, check and unpack a dataset")
     q.add_argument("name", help="dataset name (see `datasets list`)")
-    q.add_argument("--data-root", default=argparse.SUPPRESS)
+    q.add_argument("--data-root", default=argparse.SUPPRESS, help=root_help)
     q.add_argument(
         "--mirror",
         default=None,
@@ -625,16 +669,58 @@ def build_parser() -> argparse.ArgumentParser:
         "else the official address)",
     )
     q.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-    q = actions.add_parser("verify", help="check a dataset's files against their checksums")
+    q = _add_parser(actions, "verify", help="check a dataset's files against their checksums")
     q.add_argument("name", help="dataset name (see `datasets list`)")
-    q.add_argument("--data-root", default=argparse.SUPPRESS)
+    q.add_argument("--data-root", default=argparse.SUPPRESS, help=root_help)
 
-    p = sub.add_parser("methods", help="list the clustering methods")
+    p = _add_parser(sub, "methods", help="list the clustering methods")
     p.set_defaults(func=cmd_methods)
 
-    p = sub.add_parser("presets", help="list the committed presets")
+    p = _add_parser(sub, "presets", help="list the committed presets and the data each is for")
     p.set_defaults(func=cmd_presets)
     return parser
+
+
+def _flag_words(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Python name of each option -> its flag (``n_clusters`` -> ``--clusters``); the
+    options of ``fit`` first, then those only other commands have."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    flags: dict[str, str] = {}
+    for command in ("fit", *sub.choices):
+        for action in sub.choices[command]._actions:
+            longs = [o for o in action.option_strings if o.startswith("--")]
+            if longs and action.dest not in ("help", "data_opt") and action.dest not in flags:
+                flags[action.dest] = longs[0]
+    flags.update({"run_dir": "--out", "resume": "--resume", "overwrite": "--overwrite"})
+    return flags
+
+
+#: Names that library messages use alone (not as ``name=value``) and that are never
+#: words of a sentence, so they can be said as flags.
+_BARE_NAMES = ("run_dir", "k_range", "severity", "corruption")
+
+
+def _in_cli_words(message: str, flags: dict[str, str]) -> str:
+    """Library messages name Python arguments (``n_clusters=2``); say them as flags."""
+    for name, flag in flags.items():
+        message = re.sub(rf"\b{name}=True\b", flag, message)
+        message = re.sub(rf"(?<![\w.]){name}=(?=\S)", f"{flag} ", message)
+        if name in _BARE_NAMES:
+            message = re.sub(rf"(?<![\w.-]){name}\b(?![=\w])", flag, message)
+    return message
+
+
+def _show_warnings(flags: dict[str, str]) -> None:
+    """Print the library's warnings to the user as one line each on stderr."""
+    default = warnings.showwarning
+
+    def show(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, ContraclustWarning):
+            print(f"contraclust: warning: {_in_cli_words(str(message), flags)}", file=sys.stderr)
+        else:
+            default(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -643,12 +729,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    flags = _flag_words(parser)
+    _show_warnings(flags)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`... | head`): end quietly, as other tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except ContraclustError as exc:
         if args.debug:
             raise
-        print(f"contraclust: error: {exc}", file=sys.stderr)
+        print(f"contraclust: error: {_in_cli_words(str(exc), flags)}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
         if args.debug:

@@ -2,9 +2,11 @@
 
 A run is described by one :class:`RunConfig`: the method and its own parameters, the
 data, the model, the augmentation, the optimiser and the training schedule. Presets
-are YAML files with the same nesting (``contraclust/presets/<method>/<dataset>.yaml``, shipped inside the package); command
-line flags override them, and the resolved configuration is written into the run
-directory and every checkpoint, so a result always carries the settings behind it.
+are YAML files with the same nesting, shipped inside the package
+(``contraclust/presets/<method>/<dataset>.yaml``); flat options (:func:`build_config`,
+shared by the command line and the estimator) override them, and the resolved
+configuration is written into the run directory and every checkpoint, so a result
+always carries the settings behind it.
 
 Unknown keys and values of the wrong type are refused with a :class:`ConfigError`
 naming the key, never ignored.
@@ -21,12 +23,24 @@ from typing import Any, TypeVar, Union
 
 import yaml
 
-from contraclust.errors import ConfigError
+from contraclust.checks import check_choice, check_int, check_number
+from contraclust.errors import ConfigError, ContraclustWarning, did_you_mean
 
 T = TypeVar("T")
 
+PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
 #: Folder of the committed presets (``<method>/<dataset>.yaml``), installed with the package.
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def _check_known(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(
+            f"unknown {name} '{value}'{did_you_mean(str(value), valid)}; valid: {', '.join(valid)}"
+        )
 
 
 @dataclass
@@ -98,6 +112,27 @@ class OptimConfig:
     #: Epochs of linear warm-up of the learning rate (a fraction allowed; 0: none).
     warmup_epochs: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """The rules of these settings that need no data (run again after changes)."""
+        _check_known("optimizer", self.name, OPTIMIZERS)
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise ConfigError(f"learning rate must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check_known("schedule", self.schedule, SCHEDULES)
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+
+
+#: The read-outs of ``train.predict_with`` (see :class:`TrainConfig`).
+READOUTS = ("head", "kmeans", "sinkhorn")
+#: The spaces of ``train.kmeans_space``; each method offers some of them.
+KMEANS_SPACES = ("backbone", "projection", "exemplar")
+
 
 @dataclass
 class TrainConfig:
@@ -117,9 +152,17 @@ class TrainConfig:
     precision: str = "auto"
     #: Score the predictions every N epochs when labels exist (0: only at the end).
     eval_every: int = 1
-    #: How clusters are read out: ``head`` (argmax of the cluster head) or ``kmeans``
-    #: (k-means on the embedding).
+    #: How clusters are read out: ``head`` (argmax of the cluster head), ``kmeans``
+    #: (k-means on the features of ``kmeans_space``) or ``sinkhorn`` (argmax of a
+    #: Sinkhorn-balanced assignment computed over the whole data set, so that every
+    #: cluster gets about N / K samples; ConCURL's authors report it).
     predict_with: str = "head"
+    #: Where the k-means read-out runs: ``backbone`` (every method), ``projection``
+    #: (the projection head's output) or ``exemplar`` (ConCURL's exemplar head); each
+    #: method lists the spaces it has (docs/methods.md).
+    kmeans_space: str = "backbone"
+    #: k-means restarts of the k-means read-out (ConCURL's authors: 20).
+    kmeans_n_init: int = 10
     #: Epochs of self-labelling after the method's ``epochs`` (0: none): the confident
     #: clean predictions become cross-entropy targets of the augmented views (SCAN's
     #: third step, ``contraclust.losses.SelfLabelLoss``); not part of the methods' papers.
@@ -132,6 +175,34 @@ class TrainConfig:
     #: Constant learning rate of the self-labelling epochs; None: ``optim.lr / 10``
     #: (on mnist-test, ConCURL's ``optim.lr`` of 1e-3 emptied a cluster; 1e-4 gained 2 points).
     self_label_lr: float | None = None
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """The rules of these settings that need no data (run again after changes)."""
+        check_choice("predict_with", self.predict_with, READOUTS)
+        check_choice("kmeans_space", self.kmeans_space, KMEANS_SPACES)
+        check_int("kmeans_n_init", self.kmeans_n_init)
+        if self.epochs < 1:
+            raise ConfigError(
+                f"epochs must be >= 1, got {self.epochs}; a run needs at least one epoch"
+            )
+        if self.batch_size is not None and self.batch_size < 2:
+            raise ConfigError(f"batch size must be >= 2, got {self.batch_size}")
+        if self.devices < 1:
+            raise ConfigError(f"devices must be >= 1, got {self.devices}")
+        _check_known("precision", self.precision, PRECISIONS)
+        if self.eval_every < 0:
+            raise ConfigError(f"eval_every must be >= 0, got {self.eval_every}")
+        check_int("self_label_epochs", self.self_label_epochs, low=0)
+        check_number("self_label_threshold", self.self_label_threshold)
+        if self.self_label_threshold >= 1:
+            raise ConfigError(
+                f"self_label_threshold must be < 1, got {self.self_label_threshold!r}"
+            )
+        if self.self_label_lr is not None:
+            check_number("self_label_lr", self.self_label_lr)
 
 
 @dataclass
@@ -175,6 +246,12 @@ class RunConfig:
             raise ConfigError(
                 f"n_clusters: expected an integer or '{AUTO_CLUSTERS}', got {self.n_clusters!r}"
             )
+
+    def check(self) -> None:
+        """Check every rule that needs no data; call it again after changing fields."""
+        self.__post_init__()
+        self.optim.check()
+        self.train.check()
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -314,8 +391,12 @@ def preset_path(name_or_path: str) -> Path:
     candidate = PRESET_DIR / f"{name_or_path}.yaml"
     if candidate.is_file():
         return candidate
-    names = ", ".join(available_presets()) or "(none installed)"
-    raise ConfigError(f"unknown preset '{name_or_path}'; valid presets: {names}, or a YAML file")
+    valid = available_presets()
+    names = ", ".join(valid) or "(none installed)"
+    raise ConfigError(
+        f"unknown preset '{name_or_path}'{did_you_mean(name_or_path, valid)}; "
+        f"valid presets: {names}, or a YAML file"
+    )
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -354,3 +435,146 @@ def save_yaml(data: dict[str, Any], path: Path) -> None:
     from contraclust.utils import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+#: The flat options shared by ``contraclust fit`` and :class:`~contraclust.Clusterer`,
+#: by their Python name, and where each goes in :class:`RunConfig`. The command line's
+#: flags are the same names (``--batch-size`` is ``batch_size``), except ``--seed``
+#: (``random_state``, scikit-learn's name), ``--clusters`` (``n_clusters``),
+#: ``--self-label`` (``self_label_epochs``) and ``--optimizer`` (``optimizer``).
+FLAT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "method": ("method",),
+    "n_clusters": ("n_clusters",),
+    "data": ("data", "name"),
+    "data_root": ("data", "root"),
+    "image_size": ("data", "image_size"),
+    "split": ("data", "split"),
+    "stream": ("data", "stream"),
+    "workers": ("data", "workers"),
+    "label_column": ("data", "label_column"),
+    "features": ("data", "features"),
+    "features_image_size": ("data", "features_image_size"),
+    "skip_bad_images": ("data", "skip_bad_images"),
+    "k_range": ("k_search", "k_range"),
+    "backbone": ("model", "backbone"),
+    "augment": ("augment", "name"),
+    "lr": ("optim", "lr"),
+    "optimizer": ("optim", "name"),
+    "epochs": ("train", "epochs"),
+    "self_label_epochs": ("train", "self_label_epochs"),
+    "batch_size": ("train", "batch_size"),
+    "random_state": ("train", "seed"),
+    "device": ("train", "device"),
+    "devices": ("train", "devices"),
+    "precision": ("train", "precision"),
+    "predict_with": ("train", "predict_with"),
+    "kmeans_space": ("train", "kmeans_space"),
+    "eval_every": ("train", "eval_every"),
+}
+
+
+def preset_dataset(name_or_path: str) -> str | None:
+    """The data set a preset was made for (see :func:`build_config`)."""
+    return _preset_dataset(name_or_path, read_yaml(preset_path(name_or_path)))
+
+
+def _preset_dataset(name_or_path: str, raw: dict[str, Any]) -> str | None:
+    """The data set a preset was made for: its ``data.name``, else its file name."""
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("name"), str):
+        return data["name"]
+    stem = Path(name_or_path).stem
+    return stem or None
+
+
+def _absolute_if_path(spec: str | None) -> str | None:
+    """A path that exists, made absolute (so a run's config still finds it from another
+    working directory); anything else unchanged."""
+    if not spec:
+        return spec
+    path = Path(spec).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    return spec
+
+
+def build_config(
+    preset: str | None = None,
+    options: dict[str, Any] | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+) -> RunConfig:
+    """The one mapping of flat options onto :class:`RunConfig`, used by the command line
+    and by :class:`~contraclust.Clusterer`: defaults < ``preset`` < ``options`` < ``sets``.
+
+    ``options`` uses the names of :data:`FLAT_OPTIONS` plus ``params`` (a mapping of
+    the method's own parameters); ``None`` values are left to the preset or default.
+    ``sets`` are dotted assignments, ``train.eval_every=5`` or ``params.alpha=0.5``.
+    A preset made for another data set than ``data`` is applied with a
+    :class:`~contraclust.errors.ContraclustWarning`, and without its image size.
+    The data root and a feature network's file are stored as absolute paths.
+    """
+    import warnings
+
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(options) - set(FLAT_OPTIONS) - {"params"})
+    if unknown:
+        valid = sorted([*FLAT_OPTIONS, "params"])
+        raise ConfigError(
+            f"unknown option '{unknown[0]}'{did_you_mean(unknown[0], valid)}; "
+            f"valid: {', '.join(valid)}"
+        )
+    raw: dict[str, Any] = load_preset(preset) if preset else {}
+    data = options.get("data")
+    made_for = _preset_dataset(preset, raw) if preset else None
+    if preset and data is not None and made_for is not None and _same_data(data, made_for):
+        pass
+    elif preset and data is not None and made_for is not None:
+        dropped = ""
+        if isinstance(raw.get("data"), dict) and raw["data"].pop("image_size", None) is not None:
+            dropped = "; its image size is not applied (pass image_size to choose one)"
+        warnings.warn(
+            f"preset '{preset}' was made for {made_for}, not {data}; its settings may not "
+            f"suit this data{dropped}",
+            ContraclustWarning,
+            stacklevel=2,
+        )
+    over: dict[str, Any] = {}
+    for name, value in options.items():
+        if name == "params":
+            over["params"] = dict(value)
+            continue
+        if name in ("data_root", "features"):
+            value = _absolute_if_path(value)
+        if name == "k_range" and isinstance(value, (tuple, list)):
+            value = ":".join(str(k) for k in value)
+        *sections, key = FLAT_OPTIONS[name]
+        node = over
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[key] = value
+    method = options.get("method")
+    if method is not None and raw.get("method", method) != method:
+        raw.pop("params", None)  # a preset of another method has parameters that do not apply
+    for text in sets:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"set expects SECTION.KEY=VALUE, got '{text}'")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"set {key}: cannot parse value '{value}'") from None
+        node = over
+        *sections, last = key.strip().split(".")
+        for section in sections:
+            node = node.setdefault(section, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"set {key}: '{section}' is not a section")
+        node[last] = parsed
+    return RunConfig.from_dict(merge(raw, over))
+
+
+def _same_data(data: str, made_for: str) -> bool:
+    def norm(text: str) -> str:
+        return Path(text).name.lower().replace("_", "-")
+
+    return norm(data) == norm(made_for)

@@ -26,6 +26,9 @@ import numpy as np
 import pytest
 from helpers import read_idx_plain, write_idx
 
+#: Fixtures of a local HTTP server for the download tests.
+pytest_plugins = ["local_http"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA_ENV = "CONTRACLUST_SHARED_DATA"
 DATA_ROOT_CACHE = REPO_ROOT / ".cache" / "test-data-root"
@@ -178,3 +181,9 @@ def data_root(shared_file: Callable[[str], Path]) -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return DATA_ROOT_CACHE
+
+
+@pytest.fixture
+def no_data_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``$CONTRACLUST_DATA``: the data root is the argument or the default."""
+    monkeypatch.delenv("CONTRACLUST_DATA", raising=False)

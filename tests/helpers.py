@@ -1,4 +1,5 @@
-"""Small helpers shared by the tests: writing and plainly reading IDX files."""
+"""Small helpers shared by the tests: writing and plainly reading IDX files, writing
+small image files (and a Tiny ImageNet layout), and damaging files for the fuzz tests."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from PIL import Image
 
 #: IDX type code of each supported dtype (data are stored big-endian).
 IDX_TYPE_CODES: dict[np.dtype, int] = {
@@ -60,6 +64,49 @@ def read_idx_plain(path: str | Path) -> np.ndarray:
     shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=dtype.newbyteorder(">"), offset=4 + 4 * ndim)
     return data.reshape(shape).astype(dtype)
+
+
+#: Examples per fuzz test of a file reader.
+FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def damage(data: st.DataObject, valid: bytes) -> bytes:
+    """``valid`` cut short, with a few bytes changed, or both."""
+    blob = bytearray(valid)
+    for _ in range(data.draw(st.integers(0, 4))):
+        position = data.draw(st.integers(0, len(blob) - 1))
+        blob[position] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        blob = blob[: data.draw(st.integers(0, len(blob)))]
+    return bytes(blob)
+
+
+def noise(seed: int, size: int) -> bytes:
+    """``size`` random bytes (hypothesis draws the seed: large blobs stay cheap)."""
+    return np.random.default_rng(seed).integers(0, 256, size=size, dtype=np.uint8).tobytes()
+
+
+def save_image(path: Path, value: int, size: tuple[int, int] = (64, 64), mode: str = "RGB") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    colour = (value, 255 - value, 7) if mode == "RGB" else value
+    Image.new(mode, size, colour).save(path, format="JPEG" if path.suffix == ".JPEG" else None)
+
+
+def write_tiny_imagenet(root: Path) -> list[str]:
+    base = root / "tiny-imagenet" / "tiny-imagenet-200"
+    wnids = ["n03000001", "n01000001", "n02000001"]  # wnids.txt is not sorted
+    base.mkdir(parents=True)
+    (base / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    for position, wnid in enumerate(wnids):
+        for k in range(2):
+            save_image(base / "train" / wnid / "images" / f"{wnid}_{k}.JPEG", 40 * position)
+        (base / "train" / wnid / f"{wnid}_boxes.txt").write_text("boxes\n")
+    annotations = []
+    for k, wnid in enumerate(["n02000001", "n03000001", "n02000001"]):
+        save_image(base / "val" / "images" / f"val_{k}.JPEG", 100 + k, mode="L" if k else "RGB")
+        annotations.append(f"val_{k}.JPEG\t{wnid}\t0\t0\t63\t63")
+    (base / "val" / "val_annotations.txt").write_text("\n".join(annotations) + "\n")
+    return sorted(wnids)
 
 
 def one_class_in_two_and_two_in_one(

@@ -3,16 +3,29 @@
 It serves byte strings registered by path, records each request's path and ``Range``
 header, can honour or ignore ``Range`` requests, and can cut the connection after a
 given number of body bytes for the next few responses, to simulate broken transfers.
+
+Loaded as a pytest plugin by ``conftest.py``: the ``http_state`` and ``http_server``
+fixtures give a test the server (proxies and ``$CONTRACLUST_MIRROR`` cleared), and
+:func:`use_source` makes a family download from it for that test only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from contraclust.data.origins import DownloadSource
+
+_PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy")
 
 
 @dataclass
@@ -84,3 +97,56 @@ def serve(state: ServerState) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def http_state() -> ServerState:
+    """What the test's server serves; change it between calls."""
+    return ServerState()
+
+
+@pytest.fixture
+def http_server(http_state: ServerState, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The base URL of a server for ``http_state``, reached without proxy or mirror."""
+    from contraclust.data import download  # late: loading this plugin imports no torch
+
+    for variable in _PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv(download.MIRROR_ENV, raising=False)
+    with serve(http_state) as url:
+        yield url
+
+
+def use_source(
+    monkeypatch: pytest.MonkeyPatch,
+    family: str,
+    base_url: str,
+    files: dict[str, bytes],
+    unpack: bool = False,
+    also: dict[str, bytes] | None = None,
+) -> DownloadSource:
+    """Make ``family`` download ``files`` from ``base_url`` for one test.
+
+    The checksums are the MD5s of the given bytes; ``also`` lists other official
+    archives accepted when already on disk. Returns the source put in place.
+    """
+    from contraclust.data.origins import DownloadSource, RemoteFile
+
+    remote = tuple(RemoteFile(name, md5=_md5(data), unpack=unpack) for name, data in files.items())
+    extra = tuple(
+        RemoteFile(name, md5=_md5(data), unpack=True) for name, data in (also or {}).items()
+    )
+    source = DownloadSource(base_url, remote, extra)
+    set_origin(monkeypatch, family, source)
+    return source
+
+
+def set_origin(monkeypatch: pytest.MonkeyPatch, family: str, source: DownloadSource) -> None:
+    """Replace the origin of ``family`` for one test."""
+    from contraclust.data import registry
+
+    monkeypatch.setitem(registry._ORIGINS, family, source)
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()

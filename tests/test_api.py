@@ -63,6 +63,28 @@ def test_vectors_and_kmeans_readout(digits) -> None:
     np.testing.assert_array_equal(est.predict(flat.astype(np.float32)), est.labels_)
 
 
+def test_kmeans_readout_in_the_projection_space_survives_save_and_load(digits, tmp_path) -> None:
+    _, _y, flat = digits
+    x = flat.astype(np.float32)[:300]
+    est = Clusterer(
+        "cc",
+        10,
+        epochs=1,
+        batch_size=100,
+        device="cpu",
+        predict_with="kmeans",
+        kmeans_space="projection",
+    )
+    est.fit(x)
+    assert est.get_params()["kmeans_space"] == "projection"
+    # Centres live in the 128-d instance projection, not in the 256-d MLP feature.
+    assert est.readout_centers_ is not None and est.readout_centers_.shape == (10, 128)
+    est.save(tmp_path / "model.ckpt")
+    again = contraclust.load(tmp_path / "model.ckpt")
+    assert again.config_.train.kmeans_space == "projection"
+    np.testing.assert_array_equal(again.predict(x), est.labels_)
+
+
 def test_kmeans_baseline_beats_chance(digits) -> None:
     images, y, _ = digits
     est = Clusterer("kmeans", 10).fit(images, y)
@@ -80,5 +102,7 @@ def test_errors(digits) -> None:
     with pytest.raises(DataError, match="NaN"):
         small().fit(bad)
     est = small(epochs=1).fit(images)
+    # Images of another size are resized as in the CLI; vectors cannot be.
+    assert est.predict(np.zeros((3, 9, 9), dtype=np.uint8)).shape == (3,)
     with pytest.raises(DataError, match="shape"):
-        est.predict(np.zeros((3, 9, 9), dtype=np.uint8))
+        est.predict(np.zeros((3, 5), dtype=np.float32))

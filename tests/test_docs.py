@@ -90,3 +90,38 @@ def test_tutorial_runs(page: str, tmp_path: Path) -> None:
         assert done.returncode == 0, f"{page}: block failed:\n{code}\n{done.stderr[-3000:]}"
         output.append(done.stdout + done.stderr)
     PAGES[page](tmp_path, "\n".join(output))
+
+
+ROOT = DOCS.parent
+#: The pages users read: they must stand alone, inside the repository.
+LINKED_PAGES = sorted([ROOT / "README.md", ROOT / "BENCHMARKS.md", *DOCS.glob("*.md")])
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings (lower case, punctuation dropped)."""
+    text = BLOCK.sub("", page.read_text())
+    headings = re.findall(r"^#+ (.+)$", text, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("page", LINKED_PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_links_stay_inside_the_repository_and_resolve(page: Path) -> None:
+    text = page.read_text()
+    assert "../shared/docs" not in text, f"{page.name} points at the internal specification"
+    for target in LINK.findall(BLOCK.sub("", text)):
+        assert not re.match(r"[a-z]+:", target), f"{page.name}: external link {target}"
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        assert dest.is_relative_to(ROOT), f"{page.name}: {target} leaves the repository"
+        assert dest.exists(), f"{page.name}: {target} does not exist"
+        if anchor and dest.suffix == ".md":
+            assert anchor in _anchors(dest), f"{page.name}: no heading for #{anchor}"
+
+
+def test_methods_page_covers_every_method() -> None:
+    from contraclust.methods import get_method, method_names
+
+    text = (DOCS / "methods.md").read_text()
+    for name in method_names():
+        assert f"--method {name}" in text or f"`{get_method(name).name}`" in text, name

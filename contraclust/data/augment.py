@@ -36,6 +36,10 @@ For one-channel images only brightness and contrast act; saturation, hue and
 greyscale leave them unchanged. A stage whose probability or strength is 0 is
 skipped without drawing random numbers.
 
+The geometry and colour operations are checked against kornia's, on fixed
+parameters, in ``tests/data/test_augment_kornia.py``, which also lists where the two
+differ on purpose (hue, two-axis shear, crop edges).
+
 Example::
 
     >>> import torch

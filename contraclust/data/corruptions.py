@@ -49,7 +49,7 @@ _CHUNK = 1024
 
 def _check(images: Tensor, severity: int) -> None:
     if severity not in SEVERITIES:
-        raise ConfigError(f"severity must be 1 to 5, got {severity} (--severity)")
+        raise ConfigError(f"severity must be 1 to 5, got {severity}")
     if images.dim() != 4 or images.dtype != torch.uint8:
         raise DataError(
             f"corruptions apply to uint8 images (N, C, H, W), not {images.dtype} data of "
@@ -129,7 +129,5 @@ def corrupt(images: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
         True
     """
     if name not in _CORRUPTIONS:
-        raise ConfigError(
-            f"unknown corruption '{name}'; valid: {', '.join(CORRUPTIONS)} (--corruption)"
-        )
+        raise ConfigError(f"unknown corruption '{name}'; valid: {', '.join(CORRUPTIONS)}")
     return _CORRUPTIONS[name](images, severity, seed)

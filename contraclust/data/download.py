@@ -7,15 +7,16 @@ it), the file's published checksum is checked *before* it is renamed into place,
 archives are unpacked with every absolute path, ``..`` component, link and device file
 refused. :func:`verify_dataset` re-checks what is on disk.
 
-Addresses: each set's canonical one (MNIST from the PyTorch mirror, since the classic
-yann.lecun.com address is unreliable). A mirror replaces them all: give ``base_url``
+Addresses and checksums are not written here: each family module in
+:mod:`contraclust.data.sets` gives its :class:`~contraclust.data.origins.DownloadSource`
+(the canonical address and the published checksums of its files, SHA-256 checked where
+known, MD5 otherwise) or a :class:`~contraclust.data.origins.ManualSource` saying how
+to obtain it by hand. A mirror replaces every address: give ``base_url``
 (``--mirror``) or set ``$CONTRACLUST_MIRROR``; a mirror is laid out like the data root,
 ``<mirror>/<family>/<file name>``.
 
-Checksums: the MD5s published with each set (the CIFAR page, the Fashion-MNIST README)
-and by torchvision's dataset code; no SHA-256 is published for these files, so MD5 is
-what is checked. USPS (the HDF5 copy) and ImageNet have no public address: their
-messages say where to get them.
+Archives are unpacked by :mod:`tarfile` with its ``"data"`` extraction filter (and
+the same rules checked for ``.zip`` members); the progress bar is tqdm's.
 """
 
 from __future__ import annotations
@@ -30,17 +31,19 @@ import shutil
 import stat
 import sys
 import tarfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
+from tqdm import tqdm
+
+from contraclust.data.origins import DownloadSource, ManualSource, RemoteFile
 from contraclust.data.registry import (
+    DatasetInfo,
+    find_dataset_files,
     get_dataset_info,
     resolve_data_root,
 )
@@ -48,7 +51,6 @@ from contraclust.errors import DataError
 
 __all__ = [
     "MIRROR_ENV",
-    "SOURCES",
     "DownloadSource",
     "RemoteFile",
     "archives_present",
@@ -72,205 +74,36 @@ _TIMEOUT_S = 60.0
 _USER_AGENT = "contraclust-downloader"
 
 
-@dataclass(frozen=True)
-class RemoteFile:
-    """One official file of a set and its published checksum.
-
-    Attributes:
-        name: the file name at the address and in the family folder.
-        md5: the published MD5 (hex), when that is what is published.
-        sha256: the published SHA-256 (hex), preferred when known.
-        unpack: whether it is an archive to unpack into the family folder.
-    """
-
-    name: str
-    md5: str | None = None
-    sha256: str | None = None
-    unpack: bool = False
-
-    @property
-    def checksum(self) -> tuple[str, str]:
-        """``(algorithm, hex digest)`` to check, SHA-256 when known."""
-        if self.sha256:
-            return "sha256", self.sha256.lower()
-        if self.md5:
-            return "md5", self.md5.lower()
-        raise ValueError(f"{self.name} has no checksum")
-
-
-@dataclass(frozen=True)
-class DownloadSource:
-    """Where a family's files come from.
-
-    Attributes:
-        base_url: the canonical folder address (ends with ``/``).
-        files: the files fetched, in order.
-        also_accepted: other official archives of the same data, unpacked instead of
-            downloading when the user already has one in the family folder.
-    """
-
-    base_url: str
-    files: tuple[RemoteFile, ...]
-    also_accepted: tuple[RemoteFile, ...] = ()
-
-
-_TORONTO = "https://www.cs.toronto.edu/~kriz/"
-
-#: The downloadable families. Only checksums published elsewhere are listed, none is
-#: computed here: the MD5s published by the data sets' authors or by torchvision's
-#: dataset code, and the SHA-256s that TensorFlow Datasets (url_checksums lists) and
-#: Keras (the CIFAR python archives) record for the same files; the MNIST label files
-#: match the copies in ../shared/data. SHA-256 is checked where it is known, MD5
-#: otherwise (Tiny ImageNet, for which no SHA-256 was found).
-SOURCES: dict[str, DownloadSource] = {
-    "mnist": DownloadSource(
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        (
-            RemoteFile(
-                "train-images-idx3-ubyte.gz",
-                md5="f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                sha256="440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-            ),
-            RemoteFile(
-                "train-labels-idx1-ubyte.gz",
-                md5="d53e105ee54ea40749a09fcbcd1e9432",
-                sha256="3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-            ),
-            RemoteFile(
-                "t10k-images-idx3-ubyte.gz",
-                md5="9fb629c4189551a2d022fa330f9573f3",
-                sha256="8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-            ),
-            RemoteFile(
-                "t10k-labels-idx1-ubyte.gz",
-                md5="ec29112dd5afa0611ce80d1b7f02629c",
-                sha256="f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-            ),
-        ),
-    ),
-    "fashion-mnist": DownloadSource(
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-        (
-            RemoteFile(
-                "train-images-idx3-ubyte.gz",
-                md5="8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                sha256="3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-            ),
-            RemoteFile(
-                "train-labels-idx1-ubyte.gz",
-                md5="25c81989df183df01b3e8a0aad5dffbe",
-                sha256="a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-            ),
-            RemoteFile(
-                "t10k-images-idx3-ubyte.gz",
-                md5="bef4ecab320f06d8554ea6380940ec79",
-                sha256="346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-            ),
-            RemoteFile(
-                "t10k-labels-idx1-ubyte.gz",
-                md5="bb300cfdad3c16e7a12a480ee83cd310",
-                sha256="67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-            ),
-        ),
-    ),
-    "cifar10": DownloadSource(
-        _TORONTO,
-        (
-            RemoteFile(
-                "cifar-10-binary.tar.gz",
-                md5="c32a1d4ab5d03f1284b67883e8d87530",
-                sha256="c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
-                unpack=True,
-            ),
-        ),
-        (
-            RemoteFile(
-                "cifar-10-python.tar.gz",
-                md5="c58f30108f718f92721af3b95e74349a",
-                sha256="6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
-                unpack=True,
-            ),
-        ),
-    ),
-    "cifar100": DownloadSource(
-        _TORONTO,
-        (
-            RemoteFile(
-                "cifar-100-binary.tar.gz",
-                md5="03b5dce01913d631647c71ecec9e9cb8",
-                sha256="58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec",
-                unpack=True,
-            ),
-        ),
-        (
-            RemoteFile(
-                "cifar-100-python.tar.gz",
-                md5="eb9058c3a382ffc7106e4002c42a8d85",
-                sha256="85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7",
-                unpack=True,
-            ),
-        ),
-    ),
-    "stl10": DownloadSource(
-        "http://ai.stanford.edu/~acoates/stl10/",
-        (
-            RemoteFile(
-                "stl10_binary.tar.gz",
-                md5="91f7769df0f17e558f3565bffb0c7dfb",
-                sha256="f31fd99273a1acb8609c8db427cebb1de3f71de77758cdc0e22956e1289b9866",
-                unpack=True,
-            ),
-        ),
-    ),
-    "tiny-imagenet": DownloadSource(
-        "http://cs231n.stanford.edu/",
-        (RemoteFile("tiny-imagenet-200.zip", md5="90528d7ca1a48142e341f4ef8d21d0de", unpack=True),),
-    ),
-}
-
-#: Where to get the registered families that have no public download address.
-MANUAL_SOURCES: dict[str, str] = {
-    "usps": (
-        "USPS has no canonical download address; get usps.h5 (the HDF5 copy used by "
-        "DEC/IDEC-style code) from https://www.kaggle.com/datasets/bistaumanga/usps-dataset "
-        "(Kaggle account needed)"
-    ),
-    "imagenet": (
-        "ImageNet cannot be downloaded without an account; get ILSVRC-2012 from "
-        "https://image-net.org/download and unpack train/ and val/ as one folder per "
-        "class, named by WordNet id"
-    ),
-}
-
-
 # --------------------------------------------------------------------------- look-ups
+
+
+def _download_source(info: DatasetInfo) -> DownloadSource | None:
+    origin = info.origin
+    return origin if isinstance(origin, DownloadSource) else None
 
 
 def is_downloadable(name: str) -> bool:
     """Whether ``contraclust datasets download NAME`` can fetch the set."""
-    return get_dataset_info(name).family in SOURCES
-
-
-def _archives(family: str) -> list[RemoteFile]:
-    source = SOURCES.get(family)
-    if source is None:
-        return []
-    return [remote for remote in (*source.files, *source.also_accepted) if remote.unpack]
+    return _download_source(get_dataset_info(name)) is not None
 
 
 def archives_present(name: str, folder: str | Path) -> list[str]:
     """The official archives of ``name``'s family lying in ``folder`` (not unpacked)."""
-    family = get_dataset_info(name).family
-    return [remote.name for remote in _archives(family) if (Path(folder) / remote.name).is_file()]
+    source = _download_source(get_dataset_info(name))
+    if source is None:
+        return []
+    return [remote.name for remote in source.archives if (Path(folder) / remote.name).is_file()]
 
 
-def _source_url(family: str, remote: RemoteFile, base_url: str | None) -> str:
+def _source_url(
+    family: str, source: DownloadSource, remote: RemoteFile, base_url: str | None
+) -> str:
     mirror = base_url or os.environ.get(MIRROR_ENV, "")
     if mirror:
         url = f"{mirror.rstrip('/')}/{family}/{remote.name}"
         origin = "--mirror" if base_url else f"${MIRROR_ENV}"
     else:
-        url = SOURCES[family].base_url + remote.name
+        url = source.base_url + remote.name
         origin = "the canonical address"
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https"):
@@ -288,8 +121,6 @@ def _folder(name: str, root: str | Path | None) -> tuple[Path, str]:
 
 
 def _is_present(name: str, root: str | Path | None, split: str | None = None) -> bool:
-    from contraclust.data.registry import find_dataset_files
-
     try:
         find_dataset_files(name, root, split)
     except DataError:
@@ -357,54 +188,12 @@ class _TransferInterruptedError(Exception):
     """The transfer stopped part-way; what arrived is kept for resuming."""
 
 
-class _Progress:
-    """A one-line byte counter on stderr (redrawn on a terminal, else every 25 %)."""
-
-    def __init__(self, name: str, enabled: bool) -> None:
-        self.name = name
-        self.enabled = enabled
-        self.total: int | None = None
-        self.done = 0
-        self._last_draw = 0.0
-        self._last_quarter = -1
-        self._tty = sys.stderr.isatty()
-
-    def start(self, done: int, total: int | None) -> None:
-        self.done, self.total = done, total
-
-    def update(self, count: int) -> None:
-        self.done += count
-        if not self.enabled:
-            return
-        if self._tty:
-            now = time.monotonic()
-            if now - self._last_draw >= 0.2:
-                self._last_draw = now
-                print(f"\r{self._text()}", end="", file=sys.stderr, flush=True)
-        elif self.total:
-            quarter = 4 * self.done // self.total
-            if quarter > self._last_quarter:
-                self._last_quarter = quarter
-                print(self._text(), file=sys.stderr, flush=True)
-
-    def finish(self) -> None:
-        if self.enabled and self._tty:
-            print(f"\r{self._text()}", file=sys.stderr, flush=True)
-
-    def _text(self) -> str:
-        done = f"{self.done / 1e6:.1f}"
-        if self.total:
-            share = 100 * self.done // self.total
-            return f"{self.name}: {done} of {self.total / 1e6:.1f} MB ({share}%)"
-        return f"{self.name}: {done} MB"
-
-
 def _content_range_start(value: str | None) -> int | None:
     match = re.match(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)", value or "")
     return int(match.group(1)) if match else None
 
 
-def _transfer(url: str, partial: Path, progress: _Progress) -> None:
+def _transfer(url: str, partial: Path, progress: bool) -> None:
     """Fetch ``url`` into ``partial``, appending when the server honours a Range request."""
     offset = partial.stat().st_size if partial.exists() else 0
     headers = {"User-Agent": _USER_AGENT}
@@ -439,8 +228,18 @@ def _transfer(url: str, partial: Path, progress: _Progress) -> None:
         else:
             offset, mode = 0, "wb"  # a whole file: no Range asked, or the server ignored it
         expected = None if length is None else offset + length
-        progress.start(offset, expected)
-        with partial.open(mode) as out:
+        meter = tqdm(
+            total=expected,
+            initial=offset,
+            desc=partial.name.removesuffix(".part"),
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=not progress,
+            file=sys.stderr,
+            leave=True,
+        )
+        with meter, partial.open(mode) as out:
             while True:
                 try:
                     chunk = response.read(_CHUNK)
@@ -449,7 +248,7 @@ def _transfer(url: str, partial: Path, progress: _Progress) -> None:
                 if not chunk:
                     break
                 out.write(chunk)
-                progress.update(len(chunk))
+                meter.update(len(chunk))
         size = partial.stat().st_size
         if expected is not None and size < expected:
             raise _TransferInterruptedError(
@@ -462,18 +261,16 @@ def _fetch(url: str, target: Path, remote: RemoteFile, progress: bool, attempts:
     partial = target.with_name(target.name + ".part")
     algorithm, expected = remote.checksum
     resumed_earlier = partial.exists()
-    meter = _Progress(remote.name, progress)
     while True:
         failure: _TransferInterruptedError | None = None
         for attempt in range(1, attempts + 1):
             try:
-                _transfer(url, partial, meter)
+                _transfer(url, partial, progress)
                 failure = None
                 break
             except _TransferInterruptedError as exc:
                 failure = exc
                 logger.info("%s: attempt %d of %d stopped: %s", url, attempt, attempts, exc)
-        meter.finish()
         if failure is not None:
             size = partial.stat().st_size if partial.exists() else 0
             raise DataError(
@@ -499,23 +296,6 @@ def _fetch(url: str, target: Path, remote: RemoteFile, progress: bool, attempts:
 # --------------------------------------------------------------------------- unpacking
 
 
-def _safe_name(name: str, archive: Path) -> str | None:
-    """The member's relative path, or None for the archive's own root; refuses escapes."""
-    cleaned = name.replace("\\", "/")
-    if cleaned.startswith("/") or re.match(r"^[A-Za-z]:", cleaned):
-        raise DataError(
-            f"{archive} holds the absolute path {name!r}; refusing to unpack it (replace the "
-            "archive with the official file)"
-        )
-    parts = [part for part in cleaned.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise DataError(
-            f"{archive} holds {name!r}, which points outside the folder; refusing to unpack "
-            "it (replace the archive with the official file)"
-        )
-    return "/".join(parts) if parts else None
-
-
 def _refuse(archive: Path, name: str, what: str) -> DataError:
     return DataError(
         f"{archive} holds {what} {name!r}; refusing to unpack it (only plain files and "
@@ -523,31 +303,50 @@ def _refuse(archive: Path, name: str, what: str) -> DataError:
     )
 
 
-def _tar_members(archive: Path, tar: tarfile.TarFile) -> Iterator[tuple[str, IO[bytes] | None]]:
-    for member in tar:
-        relative = _safe_name(member.name, archive)
+def _check_name(name: str, archive: Path) -> None:
+    """Refuse an absolute member name or one with a ``..`` component."""
+    cleaned = name.replace("\\", "/")
+    if cleaned.startswith("/") or re.match(r"^[A-Za-z]:", cleaned):
+        raise DataError(
+            f"{archive} holds the absolute path {name!r}; refusing to unpack it (replace the "
+            "archive with the official file)"
+        )
+    if ".." in cleaned.split("/"):
+        raise DataError(
+            f"{archive} holds {name!r}, which points outside the folder; refusing to unpack "
+            "it (replace the archive with the official file)"
+        )
+
+
+def _tar_filter(archive: Path) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:
+    """tarfile's ``"data"`` filter, after refusing (not just rewriting) what it would
+    sanitise or allow that no official archive holds: absolute names, ``..``, links."""
+
+    def check(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo | None:
+        _check_name(member.name, archive)
         if member.issym() or member.islnk():
             raise _refuse(archive, member.name, "the link")
         if member.ischr() or member.isblk() or member.isfifo():
             raise _refuse(archive, member.name, "the device or pipe")
         if not (member.isfile() or member.isdir()):
             raise _refuse(archive, member.name, "the special entry")
-        if relative is None:
-            continue
-        yield relative, (tar.extractfile(member) if member.isfile() else None)
+        try:
+            return tarfile.data_filter(member, destination)
+        except tarfile.FilterError as exc:
+            raise _refuse(archive, member.name, f"an unsafe member ({exc})") from None
+
+    return check
 
 
-def _zip_members(archive: Path, bundle: zipfile.ZipFile) -> Iterator[tuple[str, IO[bytes] | None]]:
+def _check_zip(archive: Path, bundle: zipfile.ZipFile) -> None:
+    """Refuse the zip members :meth:`zipfile.ZipFile.extractall` would rename or flatten."""
     for info in bundle.infolist():
-        relative = _safe_name(info.filename, archive)
+        _check_name(info.filename, archive)
         kind = stat.S_IFMT(info.external_attr >> 16)
         if kind == stat.S_IFLNK:
             raise _refuse(archive, info.filename, "the link")
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise _refuse(archive, info.filename, "the device or pipe")
-        if relative is None:
-            continue
-        yield relative, (None if info.is_dir() else bundle.open(info))
 
 
 def extract_archive(archive: str | Path, destination: str | Path) -> list[str]:
@@ -599,10 +398,11 @@ def _unpack_into(archive: Path, staging: Path) -> None:
     try:
         if name.endswith(".zip"):
             with zipfile.ZipFile(archive) as bundle:
-                _write_members(_zip_members(archive, bundle), staging)
+                _check_zip(archive, bundle)
+                bundle.extractall(staging)
         elif name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
             with tarfile.open(archive, "r:*") as tar:
-                _write_members(_tar_members(archive, tar), staging)
+                tar.extractall(staging, filter=_tar_filter(archive))
         else:
             raise DataError(f"{archive}: unknown archive type; expected .tar.gz, .tar or .zip")
     except DataError:
@@ -613,17 +413,6 @@ def _unpack_into(archive: Path, staging: Path) -> None:
         ) from None
 
 
-def _write_members(members: Iterator[tuple[str, IO[bytes] | None]], staging: Path) -> None:
-    for relative, source in members:
-        target = staging / relative
-        if source is None:
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with source, target.open("wb") as out:
-            shutil.copyfileobj(source, out, _CHUNK)
-
-
 # --------------------------------------------------------------------------- public API
 
 
@@ -632,12 +421,12 @@ def _say(progress: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _manual_message(name: str, folder: Path) -> str:
-    info = get_dataset_info(name)
-    where = MANUAL_SOURCES.get(info.family) or f"get it from {info.url_hint}"
+def _manual_message(info: DatasetInfo, folder: Path) -> str:
     if not info.needs_download and not info.layouts:
-        return f"{name} is built in; there is nothing to download"
-    return f"{name} cannot be downloaded by contraclust: {where}, into {folder}/"
+        return f"{info.name} is built in; there is nothing to download"
+    origin = info.origin
+    where = origin.how_to_get(str(folder)) if isinstance(origin, ManualSource) else ""
+    return f"{info.name} cannot be downloaded by contraclust: {where or 'no address is known'}"
 
 
 def download_dataset(
@@ -655,7 +444,8 @@ def download_dataset(
     unpacked instead of being downloaded again.
 
     Args:
-        name: a registered set with a public address (see :data:`SOURCES`).
+        name: a registered set with a public address (a family whose origin is a
+            :class:`~contraclust.data.origins.DownloadSource`).
         root: the data root (see :func:`~contraclust.data.resolve_data_root`).
         base_url: a mirror laid out as ``<base_url>/<family>/<file>``; default
             ``$CONTRACLUST_MIRROR``, else each set's canonical address.
@@ -678,9 +468,9 @@ def download_dataset(
         raise ValueError(f"attempts must be at least 1, got {attempts}")
     info = get_dataset_info(name)
     folder, family = _folder(info.name, root)
-    source = SOURCES.get(family)
+    source = _download_source(info)
     if source is None:
-        raise DataError(_manual_message(info.name, folder))
+        raise DataError(_manual_message(info, folder))
     if _is_present(info.name, root):
         _say(progress, f"{info.name}: already in {folder}")
         return folder
@@ -696,15 +486,13 @@ def download_dataset(
     for remote in source.files:
         target = folder / remote.name
         if not (target.is_file() and _local_matches(target, remote)):
-            url = _source_url(family, remote, base_url)
+            url = _source_url(family, source, remote, base_url)
             _say(progress, f"{info.name}: downloading {url}")
             _fetch(url, target, remote, progress, attempts)
         if remote.unpack:
             _say(progress, f"{info.name}: unpacking {target}")
             extract_archive(target, folder)
     if not _is_present(info.name, root):
-        from contraclust.data.registry import find_dataset_files
-
         find_dataset_files(info.name, root)  # raises, naming what is still missing
     return folder
 
@@ -756,8 +544,6 @@ def ensure_dataset(
     if _is_present(info.name, root, split):
         return False
     if not is_downloadable(info.name):
-        from contraclust.data.registry import find_dataset_files
-
         find_dataset_files(info.name, root, split)  # raises the registry's message
         return False
     download_dataset(info.name, root, base_url=base_url, progress=progress)
@@ -771,15 +557,13 @@ def verify_dataset(name: str, root: str | Path | None = None) -> list[tuple[str,
         ``(file, ok, detail)`` rows: one per official download (its checksum, or why
         it cannot be checked) and one for the files the loader reads.
     """
-    from contraclust.data.registry import find_dataset_files
-
     info = get_dataset_info(name)
-    folder, family = _folder(info.name, root)
+    folder, _ = _folder(info.name, root)
     if not info.needs_download and not info.layouts:
         return [(info.name, True, "built in")]
     rows: list[tuple[str, bool, str]] = []
     present = _is_present(info.name, root)
-    source = SOURCES.get(family)
+    source = _download_source(info)
     read = set(info.files) | {
         official
         for layout in info.layouts
@@ -836,8 +620,8 @@ def dataset_status(name: str, root: str | Path | None = None) -> str:
         return "built in"
     if not _is_present(info.name, root):
         return "missing"
-    folder, family = _folder(info.name, root)
-    source = SOURCES.get(family)
+    folder, _ = _folder(info.name, root)
+    source = _download_source(info)
     if source is None:
         return "present"
     kept = [remote for remote in source.files if (folder / remote.name).is_file()]

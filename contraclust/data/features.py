@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from contraclust.data.dataset import ArrayDataset
-from contraclust.data.formats import resize_images
+from contraclust.data.readers.images import resize_images
 from contraclust.errors import ConfigError, DataError
 from contraclust.utils import atomic_torch_save
 
@@ -109,7 +109,7 @@ def _torchvision_backbone(name: str) -> FeatureBackbone:
         import torchvision
     except Exception as exc:  # not installed, or built for another torch (fails on import)
         raise ConfigError(
-            f"--features {spec} needs torchvision, which cannot be imported here "
+            f"features={spec} needs torchvision, which cannot be imported here "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
             f"install the torchvision build matching torch {torch.__version__}, {_HINT}"
         ) from None
@@ -117,13 +117,13 @@ def _torchvision_backbone(name: str) -> FeatureBackbone:
         weights = torchvision.models.get_model_weights(name).DEFAULT
     except (ValueError, KeyError, AttributeError):
         raise ConfigError(
-            f"--features {spec}: torchvision has no model '{name}' with pretrained weights "
+            f"features={spec}: torchvision has no model '{name}' with pretrained weights "
             f"(see torchvision.models.list_models()), {_HINT}"
         ) from None
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(str(weights.url)).name
     if not cached.is_file():
         raise ConfigError(
-            f"--features {spec}: the weights are not on this machine (looked for {cached}); "
+            f"features={spec}: the weights are not on this machine (looked for {cached}); "
             "nothing is downloaded during a run: fetch them once with "
             f"`python -c \"import torchvision; torchvision.models.get_model('{name}', "
             f"weights='DEFAULT')\"`, {_HINT}"
@@ -139,7 +139,7 @@ def _timm_backbone(name: str) -> FeatureBackbone:
         import timm
     except Exception as exc:
         raise ConfigError(
-            f"--features {spec} needs timm, which cannot be imported here "
+            f"features={spec} needs timm, which cannot be imported here "
             f"({type(exc).__name__}); pip install timm (with a torchvision matching torch "
             f"{torch.__version__}), {_HINT}"
         ) from None
@@ -149,7 +149,7 @@ def _timm_backbone(name: str) -> FeatureBackbone:
         model = timm.create_model(name, pretrained=True, num_classes=0)
     except Exception as exc:
         raise ConfigError(
-            f"--features {spec}: cannot load the pretrained model from the local cache "
+            f"features={spec}: cannot load the pretrained model from the local cache "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
             f"download its weights once with timm.create_model('{name}', pretrained=True), "
             f"{_HINT}"
@@ -167,7 +167,7 @@ def _torchscript_backbone(spec: str) -> FeatureBackbone:
     path = Path(spec).expanduser()
     if not path.is_file():
         raise ConfigError(
-            f"--features {spec}: no such file; give torchvision:NAME, timm:NAME or the path "
+            f"features={spec}: no such file; give torchvision:NAME, timm:NAME or the path "
             "of a TorchScript file"
         )
     try:
@@ -175,7 +175,7 @@ def _torchscript_backbone(spec: str) -> FeatureBackbone:
     except (RuntimeError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
         raise ConfigError(
-            f"--features {spec}: not a TorchScript file ({first}); save the backbone with "
+            f"features={spec}: not a TorchScript file ({first}); save the backbone with "
             "torch.jit.save(torch.jit.script(module), path) or torch.jit.trace"
         ) from None
     identity = f"torchscript:{_file_digest(path)}"
@@ -192,7 +192,7 @@ def load_feature_backbone(spec: str) -> FeatureBackbone:
     scheme, sep, name = spec.partition(":")
     if sep and scheme in ("torchvision", "timm"):
         if not name:
-            raise ConfigError(f"--features {spec}: name the model, e.g. {scheme}:resnet50")
+            raise ConfigError(f"features={spec}: name the model, e.g. {scheme}:resnet50")
         backbone = _torchvision_backbone(name) if scheme == "torchvision" else _timm_backbone(name)
     else:
         backbone = _torchscript_backbone(spec)
@@ -220,8 +220,8 @@ def resolve_image_size(backbone: FeatureBackbone, images: Tensor, image_size: in
     height, width = int(images.shape[2]), int(images.shape[3])
     if height != width:
         raise ConfigError(
-            f"--features {backbone.spec}: the images are {height}×{width}; give the side the "
-            "backbone expects with --image-size"
+            f"features={backbone.spec}: the images are {height}×{width}; give the side the "
+            "backbone expects with image_size=SIDE"
         )
     return height
 
@@ -272,7 +272,7 @@ def extract_features(
             except Exception as exc:
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
                 raise DataError(
-                    f"--features {backbone.spec} failed on a batch of shape {tuple(x.shape)} "
+                    f"features={backbone.spec} failed on a batch of shape {tuple(x.shape)} "
                     f"({type(exc).__name__}: {first}); check the image size it expects "
                     "(--image-size)"
                 ) from None
@@ -282,7 +282,7 @@ def extract_features(
         module.cpu()
     features = torch.cat(outs)
     if not bool(torch.isfinite(features).all()):
-        raise DataError(f"--features {backbone.spec} produced NaN/inf features")
+        raise DataError(f"features={backbone.spec} produced NaN/inf features")
     return features.contiguous()
 
 
@@ -290,12 +290,12 @@ def _as_vectors(out: object, spec: str) -> Tensor:
     if isinstance(out, (tuple, list)) and out:
         out = out[0]
     if not isinstance(out, Tensor):
-        raise DataError(f"--features {spec} returned {type(out).__name__}, not a tensor")
+        raise DataError(f"features={spec} returned {type(out).__name__}, not a tensor")
     if out.dim() == 4:  # a feature map: global average pooling
         out = out.mean(dim=(2, 3))
     if out.dim() != 2:
         raise DataError(
-            f"--features {spec} returned a tensor of shape {tuple(out.shape)}; expected "
+            f"features={spec} returned a tensor of shape {tuple(out.shape)}; expected "
             "(B, D) vectors or (B, D, h, w) maps"
         )
     return out
@@ -349,8 +349,8 @@ def features_dataset(
     """
     if dataset.kind != "image":
         raise ConfigError(
-            f"--features applies to images, but {dataset.name or 'the data'} holds vectors; "
-            "drop --features (vectors train an MLP directly)"
+            f"a feature network applies to images, but {dataset.name or 'the data'} holds "
+            "vectors; drop features=... (vectors train an MLP directly)"
         )
     if isinstance(backbone, str):
         backbone = load_feature_backbone(backbone)

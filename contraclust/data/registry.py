@@ -5,7 +5,10 @@ A data set is registered by decorating a small loader function with
 needs; :func:`load_dataset` finds them under ``<data root>/<family>/`` (a ``.gz`` name
 is also accepted uncompressed), reports every missing one in a single message that
 says where the data root came from and where to download the files, and only then
-calls the loader with the paths it found. Adding a data set touches nothing else.
+calls the loader with the paths it found. Adding a data set touches nothing else: the
+sets themselves are registered by their family modules in :mod:`contraclust.data.sets`,
+each with its :mod:`origin <contraclust.data.origins>` (the remote files and their
+checksums, or how to obtain the set by hand), which the messages here quote.
 
 Sets that come in parts (train and test) or in several official layouts (CIFAR's
 pickle batches or binary records) declare them as :class:`FileLayout` objects: each
@@ -25,20 +28,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
-import torch
-
 from contraclust.data.dataset import ArrayDataset
-from contraclust.data.formats import (
-    load_array_file,
-    load_image_folder,
-    read_idx,
-    read_usps_h5,
-    resize_images,
-)
+from contraclust.data.origins import DownloadSource, ManualSource, Origin
+from contraclust.data.readers.arrays import load_array_file
+from contraclust.data.readers.images import load_image_folder, resize_images
+from contraclust.data.readers.tables import TABLE_SUFFIXES, load_table_file
 from contraclust.data.streaming import StreamedImageDataset, stream_image_folder
-from contraclust.data.tables import TABLE_SUFFIXES, load_table_file
-from contraclust.errors import DataError
+from contraclust.errors import DataError, did_you_mean
 
 __all__ = [
     "ALL_SPLIT",
@@ -48,6 +44,7 @@ __all__ = [
     "DatasetRequest",
     "FileLayout",
     "dataset_names",
+    "family_origin",
     "find_dataset_files",
     "get_dataset_info",
     "list_datasets",
@@ -143,7 +140,6 @@ class DatasetInfo:
         description: one line for ``contraclust datasets``.
         files: the official file names the loader reads (empty when embedded); for a
             set with layouts, those its first layout reads for the default split.
-        url_hint: where to download those files.
         layouts: the official layouts of a set with splits (see :class:`FileLayout`).
         default_split: the split read when none is asked for.
         streamable: the loader can return the set as files streamed from disk.
@@ -153,11 +149,15 @@ class DatasetInfo:
     family: str
     description: str
     files: tuple[str, ...]
-    url_hint: str
     loader: Callable[..., ArrayDataset] = field(repr=False, compare=False)
     layouts: tuple[FileLayout, ...] = ()
     default_split: str | None = None
     streamable: bool = False
+
+    @property
+    def origin(self) -> Origin:
+        """Where the family's files come from (see :func:`family_origin`)."""
+        return family_origin(self.family)
 
     @property
     def needs_download(self) -> bool:
@@ -176,6 +176,8 @@ class DatasetInfo:
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}
+#: The origin of each family, given by the first set registered in it.
+_ORIGINS: dict[str, Origin] = {}
 
 
 def register_dataset(
@@ -183,7 +185,7 @@ def register_dataset(
     family: str,
     description: str,
     files: Sequence[str],
-    url_hint: str,
+    origin: Origin | str,
     *,
     layouts: Sequence[FileLayout] = (),
     default_split: str | None = None,
@@ -198,9 +200,15 @@ def register_dataset(
     A ``streamable`` set (it needs ``layouts``) returns a streamed set of files when
     its request says ``stream``.
 
+    ``origin`` says where the family's files come from: a
+    :class:`~contraclust.data.origins.DownloadSource` (fetched by ``contraclust
+    datasets download``), a :class:`~contraclust.data.origins.ManualSource`, a plain
+    address (a manual source), or None for a set bundled with a library. Every set of
+    a family shares one origin.
+
     Example:
         >>> @register_dataset("toy", family="toy", description="two points",
-        ...                   files=[], url_hint="")  # doctest: +SKIP
+        ...                   files=[], origin=None)  # doctest: +SKIP
         ... def _load_toy(files):
         ...     return ArrayDataset(torch.zeros(2, 3), None, "toy")
     """
@@ -212,16 +220,22 @@ def register_dataset(
     if layouts and not all(split in layout.split_names for layout in layouts):
         raise ValueError(f"dataset {name!r}: default split {split!r} missing from a layout")
     listed = tuple(files) or (layouts[0].files_for(split) if layouts else ())
+    if isinstance(origin, str):
+        origin = ManualSource(f"download the official files from {origin}")
 
     def decorate(loader: _Loader) -> _Loader:
         if name in _REGISTRY:
             raise ValueError(f"dataset {name!r} is already registered")
+        known = _ORIGINS.setdefault(family, origin)
+        if known != origin:
+            raise ValueError(
+                f"dataset {name!r}: family {family!r} is already registered with another origin"
+            )
         _REGISTRY[name] = DatasetInfo(
             name=name,
             family=family,
             description=description,
             files=listed,
-            url_hint=url_hint,
             loader=loader,
             layouts=tuple(layouts),
             default_split=split if layouts else None,
@@ -242,11 +256,29 @@ def dataset_names() -> list[str]:
     return list(_REGISTRY)
 
 
+def absolute_spec(spec: str) -> str:
+    """A data spec as a run should store it: a registered name unchanged, the path of
+    an existing folder or file made absolute (so the run finds its data again from any
+    working directory)."""
+    if _normalise(spec) in _REGISTRY:
+        return spec
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+def family_origin(family: str) -> Origin:
+    """Where the files of ``family`` come from (None: bundled, or no such family)."""
+    return _ORIGINS.get(family)
+
+
 def get_dataset_info(name: str) -> DatasetInfo:
     """The registration of ``name`` (case and ``_``/``-`` insensitive)."""
     info = _REGISTRY.get(_normalise(name))
     if info is None:
-        raise DataError(f"unknown dataset '{name}': valid names are {', '.join(_REGISTRY)}")
+        raise DataError(
+            f"unknown dataset '{name}'{did_you_mean(_normalise(name), list(_REGISTRY))}: "
+            f"valid names are {', '.join(_REGISTRY)}"
+        )
     return info
 
 
@@ -335,7 +367,6 @@ def _locate_files(
     if not attempts:
         raise DataError(f"{info.name}: no layout provides split '{chosen}'")
     best, missing = min(attempts, key=lambda attempt: len(attempt[1]))
-    plural = "files" if len(missing) > 1 else "file"
     gz_note = " (.gz or uncompressed)" if missing[0].endswith(".gz") else ""
     split_note = f" for split '{chosen}'" if info.layouts and len(info.splits) > 1 else ""
     others = [
@@ -347,24 +378,26 @@ def _locate_files(
     raise DataError(
         f"{info.name}: missing {_missing_text(folder, missing)}{gz_note}{split_note}"
         f"{other_note} (data root {data_root} from {source}); "
-        f"{_download_advice(info, folder, plural)}"
+        f"{_download_advice(info, folder)}"
     )
 
 
-def _download_advice(info: DatasetInfo, folder: Path, plural: str) -> str:
+def _download_advice(info: DatasetInfo, folder: Path) -> str:
     """How to get a missing set: the download command when there is one, and the source."""
-    from contraclust.data import download  # late: download builds on this module
-
-    manual = f"download the official {plural} from {info.url_hint} into {folder}/"
-    archives = download.archives_present(info.name, folder)
-    if archives:
+    origin = info.origin
+    if isinstance(origin, DownloadSource):
+        archives = [remote.name for remote in origin.archives if (folder / remote.name).is_file()]
+        if archives:
+            return (
+                f"{', '.join(archives)} is there but not unpacked: run `contraclust datasets "
+                f"download {info.name}` to check and unpack it"
+            )
         return (
-            f"{', '.join(archives)} is there but not unpacked: run `contraclust datasets "
-            f"download {info.name}` to check and unpack it"
+            f"run `contraclust datasets download {info.name}` or {origin.how_to_get(str(folder))}"
         )
-    if download.is_downloadable(info.name):
-        return f"run `contraclust datasets download {info.name}` or {manual}"
-    return manual
+    if isinstance(origin, ManualSource):
+        return origin.how_to_get(str(folder))
+    return f"reinstall the library that provides {info.name}"
 
 
 def find_dataset_files(
@@ -415,7 +448,8 @@ def load_dataset(
             ``-``), a folder of images, or an array file. A name wins over a folder of
             the same name in the working directory; write ``./name`` for the folder.
             Array files are ``.npy``/``.npz`` (images or vectors) and ``.csv``/
-            ``.parquet`` tables of vectors (see :func:`~contraclust.data.tables.load_table_file`).
+            ``.parquet`` tables of vectors (see
+            :func:`~contraclust.data.readers.tables.load_table_file`).
         root: the data root for registered sets (see :func:`resolve_data_root`).
         image_size: side of the square images returned (shorter side resized, centre
             crop); None keeps the native size. Ignored for feature vectors.
@@ -492,172 +526,11 @@ def load_dataset(
             )
         else:
             raise DataError(
-                f"unknown dataset '{text}': valid names are {', '.join(_REGISTRY)} "
+                f"unknown dataset '{text}'{did_you_mean(_normalise(text), list(_REGISTRY))}: "
+                f"valid names are {', '.join(_REGISTRY)} "
                 "or a path to an image folder or a .npy/.npz/.csv/.parquet file"
             )
     if image_size is not None and dataset.kind == "image":
         dataset = replace(dataset, data=resize_images(dataset.data, image_size))
     dataset.validate()
     return dataset
-
-
-# --------------------------------------------------------------------------- built-in sets
-
-_DIGIT_NAMES = [str(digit) for digit in range(10)]
-_FASHION_NAMES = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
-_TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
-_TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
-_TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
-_TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
-_MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
-_FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-_USPS_URL = "https://www.kaggle.com/datasets/bistaumanga/usps-dataset"
-
-
-def _idx_split(
-    files: Mapping[str, Path], images_name: str, labels_name: str
-) -> tuple[np.ndarray, np.ndarray]:
-    images = read_idx(files[images_name])
-    labels = read_idx(files[labels_name])
-    if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataError(
-            f"{files[images_name]} holds {images.dtype} data of shape {images.shape}; "
-            "expected uint8 images (N, H, W)"
-        )
-    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise DataError(
-            f"{files[labels_name]} holds labels of shape {labels.shape} for "
-            f"{images.shape[0]} images in {files[images_name]}; download both again"
-        )
-    return images, labels.astype(np.int64)
-
-
-#: The IDX files of the MNIST family, per split.
-_IDX_LAYOUT = FileLayout(
-    "IDX files",
-    {"train": (_TRAIN_IMAGES, _TRAIN_LABELS), "test": (_TEST_IMAGES, _TEST_LABELS)},
-)
-
-
-def _idx_pairs(split: str) -> list[tuple[str, str]]:
-    pairs = {"train": (_TRAIN_IMAGES, _TRAIN_LABELS), "test": (_TEST_IMAGES, _TEST_LABELS)}
-    return list(pairs.values()) if split == ALL_SPLIT else [pairs[split]]
-
-
-def _idx_dataset(
-    files: Mapping[str, Path], splits: list[tuple[str, str]], class_names: list[str]
-) -> ArrayDataset:
-    parts = [_idx_split(files, images, labels) for images, labels in splits]
-    images = np.concatenate([part[0] for part in parts]) if len(parts) > 1 else parts[0][0]
-    labels = np.concatenate([part[1] for part in parts]) if len(parts) > 1 else parts[0][1]
-    return ArrayDataset(
-        data=torch.from_numpy(np.ascontiguousarray(images[:, None])),
-        labels=labels,
-        name="",
-        class_names=list(class_names),
-    )
-
-
-@register_dataset(
-    "digits",
-    family="digits",
-    description="scikit-learn's 1,797 8×8 handwritten digits, 10 classes (embedded; the default)",
-    files=[],
-    url_hint="bundled with scikit-learn",
-)
-def _load_digits(files: Mapping[str, Path]) -> ArrayDataset:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    # pixel values are counts 0..16; map them onto the 0..255 range of other images
-    images = np.rint(np.asarray(bunch.images, dtype=np.float64) * (255.0 / 16.0))
-    return ArrayDataset(
-        data=torch.from_numpy(images.astype(np.uint8)[:, None]),
-        labels=np.asarray(bunch.target, dtype=np.int64),
-        name="digits",
-        class_names=list(_DIGIT_NAMES),
-    )
-
-
-@register_dataset(
-    "mnist",
-    family="mnist",
-    description="MNIST, 28×28 handwritten digits, 10 classes; split all (default): "
-    "train + test, 70,000; train: 60,000; test: 10,000",
-    files=[_TRAIN_IMAGES, _TRAIN_LABELS, _TEST_IMAGES, _TEST_LABELS],
-    url_hint=_MNIST_URL,
-    layouts=[_IDX_LAYOUT],
-    default_split=ALL_SPLIT,
-)
-def _load_mnist(files: Mapping[str, Path], request: DatasetRequest) -> ArrayDataset:
-    return _idx_dataset(files, _idx_pairs(request.split), _DIGIT_NAMES)
-
-
-@register_dataset(
-    "mnist-test",
-    family="mnist",
-    description="MNIST test split, 10,000 28×28 handwritten digits, 10 classes",
-    files=[_TEST_IMAGES, _TEST_LABELS],
-    url_hint=_MNIST_URL,
-)
-def _load_mnist_test(files: Mapping[str, Path]) -> ArrayDataset:
-    return _idx_dataset(files, [(_TEST_IMAGES, _TEST_LABELS)], _DIGIT_NAMES)
-
-
-@register_dataset(
-    "fashion-mnist",
-    family="fashion-mnist",
-    description="Fashion-MNIST, 28×28 clothing images, 10 classes; split all (default): "
-    "train + test, 70,000; train: 60,000; test: 10,000",
-    files=[_TRAIN_IMAGES, _TRAIN_LABELS, _TEST_IMAGES, _TEST_LABELS],
-    url_hint=_FASHION_URL,
-    layouts=[_IDX_LAYOUT],
-    default_split=ALL_SPLIT,
-)
-def _load_fashion_mnist(files: Mapping[str, Path], request: DatasetRequest) -> ArrayDataset:
-    return _idx_dataset(files, _idx_pairs(request.split), _FASHION_NAMES)
-
-
-@register_dataset(
-    "fashion-mnist-test",
-    family="fashion-mnist",
-    description="Fashion-MNIST test split, 10,000 28×28 clothing images, 10 classes",
-    files=[_TEST_IMAGES, _TEST_LABELS],
-    url_hint=_FASHION_URL,
-)
-def _load_fashion_mnist_test(files: Mapping[str, Path]) -> ArrayDataset:
-    return _idx_dataset(files, [(_TEST_IMAGES, _TEST_LABELS)], _FASHION_NAMES)
-
-
-@register_dataset(
-    "usps",
-    family="usps",
-    description="USPS, 16×16 handwritten digits, 10 classes; split all (default): "
-    "train + test, 9,298; train: 7,291; test: 2,007",
-    files=["usps.h5"],
-    url_hint=_USPS_URL,
-    layouts=[FileLayout("HDF5", {"train": ("usps.h5",), "test": ("usps.h5",)})],
-    default_split=ALL_SPLIT,
-)
-def _load_usps(files: Mapping[str, Path], request: DatasetRequest) -> ArrayDataset:
-    arrays = read_usps_h5(files["usps.h5"])
-    parts = ["train", "test"] if request.split == ALL_SPLIT else [request.split]
-    images = np.concatenate([arrays[f"{part}_x"] for part in parts])
-    labels = np.concatenate([arrays[f"{part}_y"] for part in parts])
-    return ArrayDataset(
-        data=torch.from_numpy(images),
-        labels=labels,
-        name="usps",
-        class_names=list(_DIGIT_NAMES),
-    )

@@ -217,11 +217,9 @@ def make_source(
 def check_data_config(data: DataConfig) -> None:
     """Range checks of the streaming options (each error names the option)."""
     if data.stream not in STREAM_MODES:
-        raise ConfigError(
-            f"unknown data.stream '{data.stream}'; valid: {', '.join(STREAM_MODES)} (--stream)"
-        )
+        raise ConfigError(f"unknown data.stream '{data.stream}'; valid: {', '.join(STREAM_MODES)}")
     if data.workers is not None and data.workers < 0:
-        raise ConfigError(f"data.workers must be >= 0, got {data.workers} (--workers)")
+        raise ConfigError(f"data.workers must be >= 0, got {data.workers}")
 
 
 def _streamable(name: str) -> bool:

@@ -30,15 +30,15 @@ import torch
 from PIL import Image
 
 from contraclust.data.dataset import ArrayDataset
-from contraclust.data.formats import (
+from contraclust.data.readers.common import reason
+from contraclust.data.readers.images import (
     DEFAULT_IMAGE_SIZE,
-    _decode,
-    _fail_unreadable,
-    _Failure,
-    _folder_labels,
-    _probe,
-    _reason,
+    ImageFailure,
+    decode_image,
+    fail_unreadable,
+    folder_labels,
     list_image_folder,
+    probe_image,
 )
 from contraclust.errors import DataError
 
@@ -87,7 +87,8 @@ class PathTable:
 
 @dataclass(frozen=True)
 class DecodeRule:
-    """How every file of a set is decoded (see :func:`~contraclust.data.formats._decode`)."""
+    """How every file of a set is decoded (see
+    :func:`~contraclust.data.readers.images.decode_image`)."""
 
     colour: bool
     #: The common (width, height) when all images share it and no resize is asked for.
@@ -169,11 +170,11 @@ class StreamedImageDataset(torch.utils.data.Dataset):
         file = self.base / self._paths[index]
         rule = self.rule
         try:
-            array = _decode(file, rule.colour, rule.common_size, rule.crop_to)
+            array = decode_image(file, rule.colour, rule.common_size, rule.crop_to)
         except Image.DecompressionBombError:
             return torch.zeros(self.input_shape, dtype=torch.uint8), index, "too large to decode"
         except Exception as exc:  # PIL's decoders raise many types; all mean unreadable
-            return torch.zeros(self.input_shape, dtype=torch.uint8), index, _reason(exc)
+            return torch.zeros(self.input_shape, dtype=torch.uint8), index, reason(exc)
         array = np.ascontiguousarray(array)
         if not array.flags.writeable:  # a view of PIL's buffer
             array = array.copy()
@@ -215,13 +216,13 @@ class _HeaderScan(torch.utils.data.Dataset):
         try:
             if file.stat().st_size == 0:
                 return index, False, (0, 0), "empty file"
-            probe = _probe(file)
+            probe = probe_image(file)
             with Image.open(file) as image:
                 image.verify()
         except Image.DecompressionBombError:
             return index, False, (0, 0), "too large to decode"
         except Exception as exc:  # PIL's decoders raise many types; all mean unreadable
-            return index, False, (0, 0), _reason(exc)
+            return index, False, (0, 0), reason(exc)
         return index, probe.colour, probe.size, ""
 
 
@@ -293,9 +294,9 @@ def stream_image_files(
     """
     table = PathTable(paths)
     scan = _scan_headers(base, table, default_workers() if workers is None else workers)
-    failures = [_Failure(table[index], reason) for index, reason in scan.failures]
+    failures = [ImageFailure(table[index], reason) for index, reason in scan.failures]
     if failures and not skip_bad:
-        _fail_unreadable(base, failures)
+        fail_unreadable(base, failures)
     if len(failures) == len(table):
         raise DataError(
             f"none of the {len(table)} image file(s) in {base} could be read "
@@ -315,7 +316,7 @@ def stream_image_files(
         logger.info("%s: images differ in size; resizing to %d×%d", base, crop_to, crop_to)
     common = next(iter(scan.sizes)) if len(scan.sizes) == 1 else None
     if labels_from_folders:
-        labels, class_names = _folder_labels(base, table.tolist())
+        labels, class_names = folder_labels(base, table.tolist())
     return StreamedImageDataset(
         base,
         table,

@@ -767,21 +767,31 @@ _OUR_PNG = re.compile(
 )
 
 
-def write_report(run_dir: str | Path, content: ReportContent) -> Path:
-    """Write ``run_dir/report.html`` and its figures as PNGs in ``run_dir/report/``.
+def write_report(
+    run_dir: str | Path,
+    content: ReportContent,
+    name: str = REPORT_HTML,
+    figures: bool = True,
+) -> Path:
+    """Write ``run_dir/report.html`` (or ``name``) and its figures as PNGs in
+    ``run_dir/report/``; ``figures=False`` writes the self-contained page alone.
 
     Figures of an earlier report that this one no longer draws (a cluster that
     no longer exists) are removed; other files in ``report/`` are left alone.
     """
     run_dir = Path(run_dir)
     page, files = render_html(content)
+    if not figures:
+        path = run_dir / name
+        atomic_write_text(path, page)
+        return path
     folder = run_dir / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.iterdir():
         if stale.is_file() and _OUR_PNG.match(stale.name) and stale.name not in files:
             stale.unlink()
-    for name, data in files.items():
-        atomic_write_bytes(folder / name, data)
-    path = run_dir / REPORT_HTML
+    for figure, data in files.items():
+        atomic_write_bytes(folder / figure, data)
+    path = run_dir / name
     atomic_write_text(path, page)
     return path

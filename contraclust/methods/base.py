@@ -49,7 +49,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from contraclust.config import ModelConfig, from_dict
+from contraclust.checks import check_choice
+from contraclust.config import KMEANS_SPACES, READOUTS, ModelConfig, from_dict
 from contraclust.errors import ConfigError
 from contraclust.losses.self_label import SelfLabelLoss
 from contraclust.models import build_backbone
@@ -64,6 +65,23 @@ def steps_in(epochs: float, steps_per_epoch: int) -> int:
     ``epochs x steps_per_epoch`` rounded to the nearest step, halves up. Every schedule
     of the trainer and of the methods is turned into steps by this one rule."""
     return math.floor(epochs * steps_per_epoch + 0.5)
+
+
+#: How the augmented views go through the backbone (a method's ``view_passes``).
+VIEW_PASSES = ("joint", "separate")
+
+
+def encode_views(backbone: nn.Module, views: list[Tensor], passes: str) -> Tensor:
+    """Backbone features of ``views``, concatenated in order.
+
+    ``joint``: one pass over all views, so BatchNorm normalises them with statistics
+    shared across the views. ``separate``: one pass per view, so each view is
+    normalised with its own batch statistics (and the running statistics take one
+    update per view). Without BatchNorm the two give the same features.
+    """
+    if passes == "separate":
+        return torch.cat([backbone(x) for x in views], dim=0)
+    return backbone(torch.cat(views, dim=0))
 
 
 @dataclass
@@ -292,6 +310,46 @@ class ClusteringMethod(nn.Module):
         backbone feature ``h`` unless a method says otherwise."""
         return self.backbone(x)
 
+    def kmeans_spaces(self) -> tuple[str, ...]:
+        """The spaces the k-means read-out can run in (``train.kmeans_space``).
+
+        Every method has ``backbone`` (:meth:`embed`); a method with an instance
+        projection head adds ``projection``, one with an exemplar head ``exemplar``.
+        """
+        return ("backbone",)
+
+    def kmeans_features(self, x: Tensor, space: str) -> Tensor:
+        """B x d features of a normalised batch in ``space``, one of :meth:`kmeans_spaces`."""
+        if space == "backbone":
+            return self.embed(x)
+        raise ConfigError(self._space_error(space))
+
+    def sinkhorn_scores(self, x: Tensor) -> Tensor:
+        """B x K scores that the data-set-level Sinkhorn read-out balances.
+
+        Default: ``log p`` of :meth:`cluster_probs`; with :meth:`sinkhorn_settings`'s
+        ``eps = 1`` Sinkhorn then finds the balanced assignment closest to ``p`` (in KL).
+        """
+        probs = self.cluster_probs(x).float()
+        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+    def sinkhorn_settings(self) -> tuple[float, int]:
+        """``(eps, n_iter)`` of the data-set-level Sinkhorn read-out."""
+        return 1.0, 3
+
+    def check_readout(self, readout: str, kmeans_space: str = "backbone") -> None:
+        """Refuse a read-out (``train.predict_with``) or k-means space this method lacks."""
+        check_choice("predict_with", readout, READOUTS)
+        check_choice("kmeans_space", kmeans_space, KMEANS_SPACES)
+        if readout == "kmeans" and self.trainable and kmeans_space not in self.kmeans_spaces():
+            raise ConfigError(self._space_error(kmeans_space))
+
+    def _space_error(self, space: str) -> str:
+        return (
+            f"method '{self.name}' has no '{space}' space for the k-means read-out; "
+            f"valid kmeans_space: {', '.join(self.kmeans_spaces())}"
+        )
+
 
 _REGISTRY: dict[str, type[ClusteringMethod]] = {}
 
@@ -310,11 +368,12 @@ def method_names() -> list[str]:
 
 
 def get_method(name: str) -> type[ClusteringMethod]:
-    from contraclust.errors import ConfigError
+    from contraclust.errors import ConfigError, did_you_mean
 
     try:
         return _REGISTRY[name]
     except KeyError:
         raise ConfigError(
-            f"unknown method '{name}'; valid methods: {', '.join(method_names())}"
+            f"unknown method '{name}'{did_you_mean(name, method_names())}; "
+            f"valid methods: {', '.join(method_names())}"
         ) from None

@@ -30,7 +30,12 @@ What is ours, each kept as an option (:class:`CLCParams`):
   assignment, gradient of ``c``); the cluster head then learns from the contrast
   in both settings, and every parameter gets a gradient at every step (DDP needs it);
 - Sinkhorn is run on ``log c`` with entropy ``sinkhorn_eps``: ``eps = 1`` gives the
-  balanced assignment closest to ``c`` (in KL), smaller values sharpen it.
+  balanced assignment closest to ``c`` (in KL), smaller values sharpen it;
+- a queue (``queue_length > 0``) as in SwAV (section 4): the backbone features ``h``
+  of the last ``queue_length`` samples of each view (per process) go through the
+  current cluster head, and their ``log c`` is balanced together with the batch's;
+  only the batch's rows become targets. Filled from epoch ``queue_start_epoch`` (a
+  fraction allowed), used once full (see :mod:`contraclust.methods.sinkhorn_queue`).
 
 Prediction: argmax of ``c`` (or k-means on the backbone feature, ``embed``).
 """
@@ -38,6 +43,7 @@ Prediction: argmax of ``c`` (or k-means on the backbone feature, ``embed``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +56,11 @@ from contraclust.losses.cluster_contrast import entropy_gap
 from contraclust.losses.ntxent import check_temperature
 from contraclust.losses.sinkhorn import sinkhorn_knopp
 from contraclust.methods.base import ClusteringMethod, register_method
+from contraclust.methods.sinkhorn_queue import (
+    SinkhornQueue,
+    check_queue_params,
+    check_queue_schedule,
+)
 from contraclust.models import ClusterHead, ProjectionHead
 
 EQUIPARTITIONS = ("sinkhorn_target", "balance_penalty", "none")
@@ -78,6 +89,10 @@ class CLCParams:
     softmax_temperature: float = 1.0
     #: Which ``c`` enters the similarity: ``softmax`` or ``sinkhorn`` (balanced).
     categorical_in_similarity: str = "softmax"
+    #: SwAV's queue: backbone features kept per view and per process for Sinkhorn (0: none).
+    queue_length: int = 0
+    #: Epoch (fractions allowed) from which the queue is filled; used once full.
+    queue_start_epoch: float = 0.0
 
     def __post_init__(self) -> None:
         if self.instance_dim is not None and (
@@ -105,6 +120,14 @@ class CLCParams:
             raise ConfigError(
                 f"sinkhorn_iters must be an integer >= 1, got {self.sinkhorn_iters!r}"
             )
+        check_queue_params(self.queue_length, self.queue_start_epoch, self.runs_sinkhorn)
+
+    @property
+    def runs_sinkhorn(self) -> bool:
+        """True when these settings compute Sinkhorn targets at each step."""
+        return (
+            self.equipartition == "sinkhorn_target" or self.categorical_in_similarity == "sinkhorn"
+        )
 
 
 @register_method
@@ -116,6 +139,10 @@ class CLC(ClusteringMethod):
 
     params: CLCParams
 
+    @classmethod
+    def check_schedule(cls, params: Any, epochs: int) -> None:
+        check_queue_schedule("clc", params.queue_length, params.queue_start_epoch, epochs)
+
     def build(self) -> None:
         p, model, dim = self.params, self.model_config, self.feature_dim
         instance_dim = p.instance_dim or model.projection_dim
@@ -124,6 +151,17 @@ class CLC(ClusteringMethod):
         self.contrast = CLCLoss(
             p.instance_temperature, p.category_temperature, gather_distributed=True
         )
+        self.sinkhorn_queue = (
+            SinkhornQueue(p.queue_length, dim, p.queue_start_epoch) if p.queue_length else None
+        )
+
+    def on_step(self, step: int, epoch: int) -> None:
+        if self.sinkhorn_queue is not None:
+            self.sinkhorn_queue.schedule(step, self.steps_per_epoch)
+
+    def _log_probs(self, h: Tensor) -> Tensor:
+        """``log c`` of backbone features ``h``."""
+        return F.log_softmax(self.cluster_head(h).float() / self.params.softmax_temperature, dim=1)
 
     def _balanced(self, log_c: Tensor) -> Tensor:
         """Sinkhorn-balanced assignment of ``c`` over the global batch (no gradient)."""
@@ -138,15 +176,18 @@ class CLC(ClusteringMethod):
         # One forward pass for both views: BatchNorm sees the 2B batch.
         h = self.backbone(torch.cat([x1, x2], dim=0))
         v1, v2 = self.instance_head(h).chunk(2)
-        log_c = F.log_softmax(self.cluster_head(h).float() / p.softmax_temperature, dim=1)
+        log_c = self._log_probs(h)
         log_c1, log_c2 = log_c.chunk(2)
         c1, c2 = log_c1.exp(), log_c2.exp()
 
-        needs_targets = (
-            p.equipartition == "sinkhorn_target" or p.categorical_in_similarity == "sinkhorn"
-        )
-        q1 = self._balanced(log_c1) if needs_targets else None
-        q2 = self._balanced(log_c2) if needs_targets else None
+        q1 = q2 = None
+        if p.runs_sinkhorn and self.sinkhorn_queue is None:
+            q1, q2 = self._balanced(log_c1), self._balanced(log_c2)
+        elif p.runs_sinkhorn and self.sinkhorn_queue is not None:
+            # Queued features go through this step's cluster head (SwAV's current prototypes).
+            q1, q2 = self.sinkhorn_queue.targets(
+                [log_c1, log_c2], h.detach().float().chunk(2), self._log_probs, self._balanced
+            )
 
         if p.categorical_in_similarity == "sinkhorn":
             # Value of the balanced assignment, gradient of the softmax (straight through).
@@ -171,3 +212,20 @@ class CLC(ClusteringMethod):
     def cluster_probs(self, x: Tensor) -> Tensor:
         logits = self.cluster_head(self.backbone(x)).float()
         return F.softmax(logits / self.params.softmax_temperature, dim=1)
+
+    def kmeans_spaces(self) -> tuple[str, ...]:
+        return ("backbone", "projection")
+
+    def kmeans_features(self, x: Tensor, space: str) -> Tensor:
+        if space == "projection":
+            # The space of the contrastive loss, which compares normalised vectors.
+            return F.normalize(self.instance_head(self.backbone(x)).float(), dim=1)
+        return super().kmeans_features(x, space)
+
+    def sinkhorn_scores(self, x: Tensor) -> Tensor:
+        logits = self.cluster_head(self.backbone(x)).float()
+        return F.log_softmax(logits / self.params.softmax_temperature, dim=1)
+
+    def sinkhorn_settings(self) -> tuple[float, int]:
+        # The balancing of training (``categorical_in_similarity: sinkhorn``), over N.
+        return self.params.sinkhorn_eps, self.params.sinkhorn_iters

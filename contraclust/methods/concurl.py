@@ -20,10 +20,36 @@ the prototypes, so their prototypes stay at their random initialisation: set
 ``alpha: 0`` to get that variant (the prototypes are then frozen, ``requires_grad``
 False, so that DDP sees no unused parameter).
 
-Prediction: argmax of ``softmax(C norm(z) / temperature)`` (``predict_with: head``), or
-k-means on the backbone feature ``h`` (``predict_with: kmeans``; the authors' read-out).
+The authors' code (``main.py``) runs the network once per view (``view_passes:
+separate``: the backbone and the projection head's BatchNorm normalise each view with
+its own statistics; ours, the default, is one pass over both views, ``joint``). Its
+exemplar loss uses view 1 only: the memory-bank loss of ``e1`` and a bank update with
+``e1`` (``exemplar_views: first``, used by the presets that follow their scripts).
+``exemplar_views: both`` (ours, the default) averages the losses of the two views and
+updates the bank with ``norm(e1 + e2)``.
+
+Prediction (``train.predict_with``): ``head``, the argmax of the scores ``C norm(z)``
+(the authors' ``outcode``); ``sinkhorn``, the argmax of a Sinkhorn assignment of those
+scores computed over the whole data set (``sinkhorn_eps``, ``sinkhorn_iters``; the
+authors' ``q_code``); ``kmeans``, k-means in ``train.kmeans_space``: ``backbone`` (h),
+``projection`` (z before normalisation, the authors' ``clust_head``) or ``exemplar``
+(the normalised exemplar embedding e, the authors' NCE embedding; needs ``beta > 0``).
+The authors report the three with k-means restarted 20 times (``train.kmeans_n_init``).
+
+Defaults without a preset: the parameters below give the origin of each default. The
+optimiser is the library's default (Adam, lr 3e-4, no weight decay), not the authors':
+their scripts use SGD with momentum 0.9, weight decay 5e-4 and a learning rate per
+data set (the presets ``concurl/<dataset>`` carry them).
+
 Under DDP the Sinkhorn column sums, the NT-Xent negatives and the memory-bank updates use
 the global batch.
+
+Queue (``queue_length > 0``, SwAV section 4): with many clusters and small batches the
+equipartition of one batch is noisy, so the normalised ``z`` of the last
+``queue_length`` samples of each view (per process) are kept, scored against the current
+prototypes and balanced together with the batch; only the batch's rows become targets.
+The queue fills from epoch ``queue_start_epoch`` (a fraction allowed) and is used once
+full (see :mod:`contraclust.methods.sinkhorn_queue`).
 """
 
 from __future__ import annotations
@@ -35,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contraclust.checks import check_int, check_number
+from contraclust.checks import check_choice, check_int, check_number
 from contraclust.errors import ConfigError
 from contraclust.losses import (
     ConsensusLoss,
@@ -46,19 +72,40 @@ from contraclust.losses import (
     SwappedPredictionLoss,
 )
 from contraclust.losses.consensus import PROJECTION_KINDS
-from contraclust.methods.base import ClusteringMethod, register_method
+from contraclust.methods.base import (
+    VIEW_PASSES,
+    ClusteringMethod,
+    encode_views,
+    register_method,
+)
+from contraclust.methods.sinkhorn_queue import (
+    SinkhornQueue,
+    check_queue_params,
+    check_queue_schedule,
+)
 from contraclust.models import ProjectionHead
 
 EXEMPLAR_LOSSES = ("nce", "ntxent")
+EXEMPLAR_VIEWS = ("both", "first")
 
 
 @dataclass
 class ConCURLParams:
-    """ConCURL's hyper-parameters (defaults: the paper's, where it gives them)."""
+    """ConCURL's hyper-parameters. Each default says where it comes from: the paper, the
+    authors' code (``main.py`` defaults or ``run.sh``), or ours."""
 
     #: Exemplar-consistency loss: ``nce`` (memory bank, the paper) or ``ntxent`` (SimCLR).
     exemplar_loss: str = "nce"
-    #: Temperature of the memory-bank loss (the authors' scripts: 0.35 to 1.0 per dataset).
+    #: Views in the memory-bank loss and update: ``both`` (ours: mean loss of the two
+    #: views, update with ``norm(e1 + e2)``) or ``first`` (the authors' code: view 1
+    #: only). ``nce`` only; NT-Xent always contrasts the two views.
+    exemplar_views: str = "both"
+    #: ``joint`` (ours): one pass of backbone and projection head over both views,
+    #: BatchNorm statistics of the 2B images; ``separate`` (the authors' code): one
+    #: pass per view.
+    view_passes: str = "joint"
+    #: Temperature of the memory-bank loss (``main.py``'s default; the authors' scripts
+    #: use 0.35 to 1.0 per data set).
     nce_temperature: float = 0.3
     #: Negatives drawn from the memory bank per step (paper: 4096; capped at N - 1).
     n_negatives: int = 4096
@@ -72,9 +119,10 @@ class ConCURLParams:
     sinkhorn_iters: int = 3
     #: Softmax temperature of the predictions p = softmax(s / temperature) (paper: 0.1).
     temperature: float = 0.1
-    #: Number M of random projections of the consensus loss.
+    #: Number M of random projections of the consensus loss (ours; the authors'
+    #: scripts: 64 CIFAR-10, 16 CIFAR-100-20, 1 ImageNet-10, 64 ImageNet-Dogs).
     n_projections: int = 16
-    #: Width d' of the projected spaces.
+    #: Width d' of the projected spaces (ours; the authors' scripts: 152, 88, 104, 136).
     projection_dim: int = 128
     #: ``gaussian`` (the paper) or ``diagonal`` (see RandomProjections).
     projection_kind: str = "gaussian"
@@ -99,6 +147,10 @@ class ConCURLParams:
     #: Keep the prototypes fixed for this many first epochs (SwAV's warm-up; 0: never;
     #: a fraction allowed). Must end within the run, or the prototypes never train.
     freeze_prototypes_epochs: float = 0.0
+    #: SwAV's queue: normalised ``z`` kept per view and per process for Sinkhorn (0: none).
+    queue_length: int = 0
+    #: Epoch (fractions allowed) from which the queue is filled; used once full.
+    queue_start_epoch: float = 0.0
 
     def __post_init__(self) -> None:
         if self.exemplar_loss not in EXEMPLAR_LOSSES:
@@ -106,6 +158,17 @@ class ConCURLParams:
                 f"exemplar_loss must be one of {', '.join(EXEMPLAR_LOSSES)}, "
                 f"got {self.exemplar_loss!r}"
             )
+        if self.exemplar_views not in EXEMPLAR_VIEWS:
+            raise ConfigError(
+                f"exemplar_views must be one of {', '.join(EXEMPLAR_VIEWS)}, "
+                f"got {self.exemplar_views!r}"
+            )
+        if self.exemplar_views != "both" and self.exemplar_loss != "nce":
+            raise ConfigError(
+                f"exemplar_views: {self.exemplar_views} applies to exemplar_loss: nce only "
+                "(NT-Xent contrasts the two views); set exemplar_views: both"
+            )
+        check_choice("view_passes", self.view_passes, VIEW_PASSES)
         if self.projection_kind not in PROJECTION_KINDS:
             raise ConfigError(
                 f"projection_kind must be one of {', '.join(PROJECTION_KINDS)}, "
@@ -132,6 +195,9 @@ class ConCURLParams:
         ):
             check_int(name, getattr(self, name))
         check_number("freeze_prototypes_epochs", self.freeze_prototypes_epochs, strict=False)
+        check_queue_params(
+            self.queue_length, self.queue_start_epoch, self.alpha > 0 or self.gamma > 0
+        )
         if self.projection_kind == "diagonal" and self.projection_dim > self.projection_out:
             raise ConfigError(
                 f"projection_dim must be <= projection_out ({self.projection_out}) for "
@@ -149,6 +215,7 @@ class ConCURL(ClusteringMethod):
 
     @classmethod
     def check_schedule(cls, params: Any, epochs: int) -> None:
+        check_queue_schedule("concurl", params.queue_length, params.queue_start_epoch, epochs)
         frozen = params.freeze_prototypes_epochs
         if frozen > 0 and frozen >= epochs:
             raise ConfigError(
@@ -166,6 +233,11 @@ class ConCURL(ClusteringMethod):
             F.normalize(torch.randn(n_clusters, p.projection_out), dim=1)
         )
         self.sinkhorn = SinkhornKnopp(p.sinkhorn_eps, p.sinkhorn_iters, gather_distributed=True)
+        self.sinkhorn_queue = (
+            SinkhornQueue(p.queue_length, p.projection_out, p.queue_start_epoch)
+            if p.queue_length
+            else None
+        )
         self.population_loss = SwappedPredictionLoss(p.temperature)
         self.consensus_loss = ConsensusLoss(p.temperature, p.detach_consensus_prototypes)
         seed = p.projection_seed
@@ -210,6 +282,8 @@ class ConCURL(ClusteringMethod):
     # ------------------------------------------------------------------ training
     def on_step(self, step: int, epoch: int) -> None:
         self.prototypes_frozen = step < self.step_at(self.params.freeze_prototypes_epochs)
+        if self.sinkhorn_queue is not None:
+            self.sinkhorn_queue.schedule(step, self.steps_per_epoch)
 
     def _prototypes_for_step(self) -> Tensor:
         """The prototypes, with a zero gradient during the first frozen epochs.
@@ -226,8 +300,7 @@ class ConCURL(ClusteringMethod):
         x1, x2 = views
         with torch.no_grad():
             self.prototypes.copy_(F.normalize(self.prototypes, dim=1))
-        # One pass over both views: batch norm sees the 2B batch.
-        h = self.backbone(torch.cat([x1, x2], dim=0))
+        h = encode_views(self.backbone, [x1, x2], p.view_passes)
         zero = h.new_zeros((), dtype=torch.float32)
         exemplar = population = consensus = zero
         if self.exemplar_head is not None:
@@ -235,20 +308,33 @@ class ConCURL(ClusteringMethod):
             e1, e2 = e.chunk(2)
             if self.memory_bank is not None:
                 negatives = self.memory_bank.draw_negatives()
-                exemplar = 0.5 * (
-                    self.memory_bank(e1, index, negatives) + self.memory_bank(e2, index, negatives)
-                )
-                # The bank moves towards the mean of the two views' embeddings.
-                self.memory_bank.update(e1.detach() + e2.detach(), index)
+                if p.exemplar_views == "first":
+                    # The authors' code: view 1 in the loss and in the bank update.
+                    exemplar = self.memory_bank(e1, index, negatives)
+                    self.memory_bank.update(e1.detach(), index)
+                else:
+                    exemplar = 0.5 * (
+                        self.memory_bank(e1, index, negatives)
+                        + self.memory_bank(e2, index, negatives)
+                    )
+                    # The bank moves towards the mean of the two views' embeddings.
+                    self.memory_bank.update(e1.detach() + e2.detach(), index)
             else:
                 assert self.ntxent is not None
                 exemplar = self.ntxent(e1, e2)
         if self.uses_assignments:
-            z = self.projection_head(h).float()
+            z = self._project(h)
             prototypes = self._prototypes_for_step()
-            scores = F.normalize(z, dim=1) @ prototypes.T
+            unit_z = F.normalize(z, dim=1)
+            scores = unit_z @ prototypes.T
             s1, s2 = scores.chunk(2)
-            q1, q2 = self.sinkhorn(s1), self.sinkhorn(s2)
+            if self.sinkhorn_queue is None:
+                q1, q2 = self.sinkhorn(s1), self.sinkhorn(s2)
+            else:
+                # Queued z are scored against this step's prototypes (SwAV).
+                q1, q2 = self.sinkhorn_queue.targets(
+                    [s1, s2], unit_z.chunk(2), lambda e: e @ prototypes.detach().T, self.sinkhorn
+                )
             if p.alpha > 0:
                 population = self.population_loss(s1, s2, q1, q2)
             if p.gamma > 0:
@@ -262,6 +348,12 @@ class ConCURL(ClusteringMethod):
             "consensus": consensus.detach(),
         }
 
+    def _project(self, h: Tensor) -> Tensor:
+        """z of the 2B backbone features; its BatchNorm sees the views as the backbone did."""
+        if self.params.view_passes == "separate":
+            return torch.cat([self.projection_head(v) for v in h.chunk(2)], dim=0).float()
+        return self.projection_head(h).float()
+
     # ------------------------------------------------------------------ read-outs
     def scores(self, x: Tensor) -> Tensor:
         """``B x K`` cosine similarities ``C norm(z)`` of a normalised batch."""
@@ -270,3 +362,22 @@ class ConCURL(ClusteringMethod):
 
     def cluster_probs(self, x: Tensor) -> Tensor:
         return F.softmax(self.scores(x) / self.params.temperature, dim=1)
+
+    def kmeans_spaces(self) -> tuple[str, ...]:
+        spaces = ("backbone", "projection")
+        return (*spaces, "exemplar") if self.exemplar_head is not None else spaces
+
+    def kmeans_features(self, x: Tensor, space: str) -> Tensor:
+        if space == "projection":
+            # z before normalisation: the authors' ``clust_head`` features.
+            return self.projection_head(self.backbone(x)).float()
+        if space == "exemplar" and self.exemplar_head is not None:
+            return F.normalize(self.exemplar_head(self.backbone(x)).float(), dim=1)
+        return super().kmeans_features(x, space)
+
+    def sinkhorn_scores(self, x: Tensor) -> Tensor:
+        return self.scores(x)
+
+    def sinkhorn_settings(self) -> tuple[float, int]:
+        # The authors' ``q_code``: the training targets' Sinkhorn, run over all N.
+        return self.params.sinkhorn_eps, self.params.sinkhorn_iters

@@ -42,7 +42,10 @@ def build_method(cfg: RunConfig, input_shape: tuple[int, ...], n_samples: int) -
             f"the number of clusters must be >= 2, got {cfg.n_clusters}; use --clusters 2 or more"
         )
     params = cls.parse_params(cfg.params)
-    return cls(params, cfg.n_clusters, tuple(input_shape), cfg.model, n_samples)
+    method = cls(params, cfg.n_clusters, tuple(input_shape), cfg.model, n_samples)
+    # Before any training: a read-out the method lacks would only fail at the end.
+    method.check_readout(cfg.train.predict_with, cfg.train.kmeans_space)
+    return method
 
 
 def make_checkpoint(method: ClusteringMethod, cfg: RunConfig, **extra: Any) -> dict[str, Any]:

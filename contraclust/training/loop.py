@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,14 +31,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from contraclust.checks import check_int, check_number
 from contraclust.config import AUTO_CLUSTERS, RunConfig, save_yaml
 from contraclust.data import ArrayDataset
 from contraclust.data.augment import build_augmentation, resolve_augmentation_name
 from contraclust.data.features import features_dataset
+from contraclust.data.registry import absolute_spec
 from contraclust.data.source import load_training_data, make_source
 from contraclust.data.streaming import StreamedImageDataset
-from contraclust.errors import ConfigError, ContraclustError, DataError
+from contraclust.errors import ConfigError, ContraclustError, ContraclustWarning, DataError
 from contraclust.evaluation import evaluate
 from contraclust.losses import SelfLabelLoss
 from contraclust.methods import ClusteringMethod, get_method
@@ -59,10 +60,6 @@ from contraclust.utils import atomic_write_json, resolve_device, run_lock
 
 log = logging.getLogger("contraclust")
 
-PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
-SCHEDULES = ("constant", "cosine")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-
 
 class TrainingDivergedError(ContraclustError):
     """The loss became NaN or infinite."""
@@ -81,11 +78,13 @@ class FitResult:
     run_dir: Path | None = None
     #: The K search (``k_search.json``) when ``n_clusters`` was ``auto``.
     k_search: dict[str, Any] | None = None
+    #: What the user should know about the result (a degenerate partition).
+    warnings: list[str] = field(default_factory=list)
 
 
 def validate_config(cfg: RunConfig, n_samples: int) -> None:
     """Range checks that need no model; each error names the option and its range."""
-    t, o = cfg.train, cfg.optim
+    t = cfg.train
     if n_samples < 2:
         raise DataError(
             f"the data holds only {n_samples} sample(s); clustering needs at least 2 "
@@ -95,43 +94,19 @@ def validate_config(cfg: RunConfig, n_samples: int) -> None:
         validate_k_search(cfg, n_samples)
     elif cfg.n_clusters < 2:
         raise ConfigError(
-            f"the number of clusters must be >= 2, got {cfg.n_clusters}; use --clusters 2 or more"
+            f"the number of clusters must be >= 2, got {cfg.n_clusters}; use n_clusters=2 or more"
         )
     elif cfg.n_clusters > n_samples:
         raise ConfigError(
             f"the number of clusters ({cfg.n_clusters}) is larger than the number of "
-            f"samples ({n_samples}); use --clusters {n_samples} or fewer"
+            f"samples ({n_samples}); use n_clusters={n_samples} or fewer"
         )
-    if t.epochs < 0:
-        raise ConfigError(f"epochs must be >= 0, got {t.epochs}")
-    if t.batch_size is not None:
-        if t.batch_size < 2:
-            raise ConfigError(f"batch size must be >= 2, got {t.batch_size}")
-        if t.batch_size > n_samples:
-            raise ConfigError(
-                f"batch size {t.batch_size} is larger than the number of samples "
-                f"({n_samples}); use --batch-size {n_samples} or less"
-            )
-    if t.devices < 1:
-        raise ConfigError(f"devices must be >= 1, got {t.devices}")
-    if t.precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision '{t.precision}'; valid: {', '.join(PRECISIONS)}")
-    if t.eval_every < 0:
-        raise ConfigError(f"eval_every must be >= 0, got {t.eval_every}")
-    if o.name not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer '{o.name}'; valid: {', '.join(OPTIMIZERS)}")
-    if not o.lr > 0:
-        raise ConfigError(f"learning rate must be > 0, got {o.lr}")
-    if o.weight_decay < 0:
-        raise ConfigError(f"weight_decay must be >= 0, got {o.weight_decay}")
-    if o.schedule not in SCHEDULES:
-        raise ConfigError(f"unknown schedule '{o.schedule}'; valid: {', '.join(SCHEDULES)}")
-    if o.warmup_epochs < 0:
-        raise ConfigError(f"warmup_epochs must be >= 0, got {o.warmup_epochs}")
-    check_int("self_label_epochs", t.self_label_epochs, low=0)
-    SelfLabelLoss(t.self_label_threshold)  # checks the threshold, used or not
-    if t.self_label_lr is not None:
-        check_number("self_label_lr", t.self_label_lr)
+    if t.batch_size is not None and t.batch_size > n_samples:
+        raise ConfigError(
+            f"batch size {t.batch_size} is larger than the number of samples "
+            f"({n_samples}); use batch_size={n_samples} or less"
+        )
+    cfg.check()
 
 
 def _make_optimizer(params: list[torch.nn.Parameter], cfg: RunConfig) -> torch.optim.Optimizer:
@@ -246,6 +221,7 @@ def fit(
     only the first process locks, cleans and writes the run directory.
     """
     run_path = Path(run_dir) if run_dir is not None else None
+    cfg.check()
     if not resume:
         check_method_settings(cfg)  # before the run directory is made
     with contextlib.ExitStack() as stack:
@@ -254,8 +230,9 @@ def fit(
 
 
 def check_method_settings(cfg: RunConfig) -> None:
-    """The method's parameters (refusing unknown and retired keys) and its schedules
-    against ``train.epochs``: ConfigError, before anything is trained or written."""
+    """The method's parameters (refusing unknown keys and settings once counted in
+    steps) and its schedules against ``train.epochs``: ConfigError, before anything
+    is trained or written."""
     cls = get_method(cfg.method)
     cls.check_schedule(cls.parse_params(cfg.params), cfg.train.epochs)
 
@@ -273,15 +250,22 @@ def _fit_in(
     """``fit`` inside its exit stack (the run lock, the log file, the clean-up)."""
     main_process = launched_rank() == 0
     if run_path is not None and main_process:
+        # A refused run leaves no folder behind that it created (runs last).
+        stack.callback(_remove_if_created_empty, run_path, _first_missing(run_path))
         stack.enter_context(run_lock(run_path))
-        rundir.prepare_run_dir(run_path, resume=resume, overwrite=overwrite)
+        resume, note = rundir.prepare_run_dir(run_path, resume=resume, overwrite=overwrite)
+        if note:
+            _tell(note, quiet)
         if not resume:
             # Runs after the log file is closed (exit callbacks run last-in first).
             stack.push(_cleanup_on_failure(run_path))
+    elif run_path is not None and resume:
+        resume = (run_path / rundir.LAST).is_file()
     resume_state: dict[str, Any] | None = None
     if run_path is not None and resume:
         resume_state = read_checkpoint(run_path / rundir.LAST)
         cfg = _resumed_config(cfg, resume_state, run_path)
+    cfg.data.name = absolute_spec(cfg.data.name)
     if dataset is None:
         dataset = load_training_data(cfg.data)
     dataset.validate()
@@ -290,22 +274,7 @@ def _fit_in(
     if run_path is not None and main_process:
         handler = _setup_logging(run_path, quiet)
         stack.callback(_close_handler, handler)
-    if isinstance(dataset, StreamedImageDataset) and (
-        cfg.data.features or cfg.n_clusters == AUTO_CLUSTERS
-    ):
-        option = "--features" if cfg.data.features else "--clusters auto"
-        raise ConfigError(
-            f"{option} needs the images in memory, but {dataset.name} is streamed "
-            "(larger than the memory budget, or --stream on); pass --stream off if "
-            "it fits, or give K with --clusters"
-        )
-    if cfg.data.features:
-        device = resolve_device(cfg.train.device)
-        quiet_here = quiet or not main_process
-        dataset, side = features_dataset(
-            dataset, cfg.data.features, cfg.data.features_image_size, device, quiet=quiet_here
-        )
-        cfg = replace(cfg, data=replace(cfg.data, features_image_size=side))
+    dataset, cfg = _prepare_data(dataset, cfg, quiet or not main_process)
     init_state, search = None, None
     if cfg.n_clusters == AUTO_CLUSTERS:
         loaded = dataset
@@ -318,6 +287,11 @@ def _fit_in(
             atomic_write_json(run_path / rundir.K_SEARCH, search.to_dict())
     result = _fit(fabric, cfg, dataset, run_path, resume_state, quiet, init_state, report)
     result.k_search = None if search is None else search.to_dict()
+    degenerate = degenerate_result(result.prediction, result.config.n_clusters)
+    if degenerate and main_process:
+        log.warning("%s", degenerate)
+        warnings.warn(degenerate, ContraclustWarning, stacklevel=3)
+        result.warnings.append(degenerate)
     return result
 
 
@@ -327,13 +301,35 @@ def _resumed_config(cfg: RunConfig, state: dict[str, Any], run_path: Path) -> Ru
     if saved.method != cfg.method:
         raise ConfigError(
             f"the run in {run_path} trains method '{saved.method}', not "
-            f"'{cfg.method}'; resume it with --method {saved.method}"
+            f"'{cfg.method}'; resume it with method={saved.method}"
         )
     # The run continues with its own settings; only the length may change.
     saved.train.epochs = cfg.train.epochs
     saved.train.self_label_epochs = cfg.train.self_label_epochs
     check_method_settings(saved)
     return saved
+
+
+def _prepare_data(
+    dataset: ArrayDataset | StreamedImageDataset, cfg: RunConfig, quiet: bool
+) -> tuple[ArrayDataset | StreamedImageDataset, RunConfig]:
+    """The frozen extractor's features instead of the images, when asked for."""
+    if isinstance(dataset, StreamedImageDataset) and (
+        cfg.data.features or cfg.n_clusters == AUTO_CLUSTERS
+    ):
+        option = "--features" if cfg.data.features else "--clusters auto"
+        raise ConfigError(
+            f"{option} needs the images in memory, but {dataset.name} is streamed "
+            "(larger than the memory budget, or --stream on); pass --stream off if "
+            "it fits, or give K with --clusters"
+        )
+    if cfg.data.features:
+        device = resolve_device(cfg.train.device)
+        dataset, side = features_dataset(
+            dataset, cfg.data.features, cfg.data.features_image_size, device, quiet=quiet
+        )
+        cfg = replace(cfg, data=replace(cfg.data, features_image_size=side))
+    return dataset, cfg
 
 
 def _gather_states(fabric: Any, state: Tensor, device: torch.device) -> Tensor:
@@ -419,6 +415,7 @@ class _Trainer:
         self.rank, self.world = fabric.global_rank, fabric.world_size
         self.is_main = self.rank == 0
         self.device = fabric.device
+        self.quiet = quiet
         self.show = not quiet and self.is_main
         torch.manual_seed(cfg.train.seed)
         n = self.n = len(dataset)
@@ -432,11 +429,14 @@ class _Trainer:
         self.load_state(init_state, resume_state)
         if method.trainable:
             _resolve_auto_settings(cfg, dataset)
+            cfg.train.batch_size = self.global_batch
         if run_dir is not None and self.is_main:
             save_yaml(cfg.to_dict(), run_dir / rundir.CONFIG)
             log.info("run %s: %s on %s (%d samples)", run_dir, cfg.method, dataset.name, n)
         if self.is_main:
             settings = _settings_line(cfg, dataset, self.global_batch, method.trainable)
+            if run_dir is not None:
+                settings += f" -> {run_dir}"
             log.info("%s", settings)
             if not quiet:
                 print(settings, file=sys.stderr)
@@ -653,6 +653,8 @@ class _Trainer:
             self.cfg.train.predict_with,
             self.cfg.train.seed,
             keep_probs=last,  # only the final read-out keeps the N x K probs
+            kmeans_space=self.cfg.train.kmeans_space,
+            kmeans_n_init=self.cfg.train.kmeans_n_init,
             progress="scoring" if self.show else None,
         )
         # Only what the row logs: AMI alone costs seconds at K = 1000.
@@ -705,6 +707,8 @@ class _Trainer:
                 cfg.train.predict_with,
                 cfg.train.seed,
                 progress="predicting" if self.show else None,
+                kmeans_space=cfg.train.kmeans_space,
+                kmeans_n_init=cfg.train.kmeans_n_init,
             )
         labels = dataset.labels
         metrics = evaluate(labels, prediction.labels) if labels is not None else None
@@ -716,7 +720,7 @@ class _Trainer:
                 run_dir, cfg, method, dataset, prediction, metrics, self.history, seconds
             )
             if report:
-                _write_report(run_dir, method, dataset, prediction, cfg.train.seed)
+                _write_report(run_dir, method, dataset, prediction, cfg.train.seed, self.quiet)
         return FitResult(method, cfg, prediction, metrics, self.history, seconds, run_dir)
 
 
@@ -746,12 +750,15 @@ def _write_report(
     dataset: ArrayDataset | StreamedImageDataset,
     prediction: Prediction,
     seed: int,
+    quiet: bool = True,
 ) -> None:
     # The run's results are written by now: a failing figure must not fail the run.
     from contraclust.training.report import report_after_fit
 
     try:
-        path = report_after_fit(run_dir, method, dataset, prediction, torch.device("cpu"), seed)
+        path = report_after_fit(
+            run_dir, method, dataset, prediction, torch.device("cpu"), seed, progress=not quiet
+        )
     except Exception as exc:
         log.warning("no report: %s; rebuild it with `contraclust report %s`", exc, run_dir)
     else:
@@ -813,6 +820,56 @@ def cluster_summary(labels: np.ndarray, n_clusters: int) -> dict[str, Any]:
         "cluster_sizes": [int(s) for s in sizes],
         "empty_clusters": [int(k) for k in np.flatnonzero(sizes == 0)],
     }
+
+
+def degenerate_result(prediction: Prediction, n_clusters: int) -> str | None:
+    """A one-line warning, with the likely cause and a fix, when a partition is
+    degenerate: fewer than half of the K clusters hold a sample, or the mean confidence
+    is within 10% of 1/K (the model cannot tell the clusters apart)."""
+    used = int(np.count_nonzero(np.bincount(prediction.labels, minlength=n_clusters)))
+    confidence = float(np.mean(prediction.confidence)) if len(prediction.confidence) else 0.0
+    if used < n_clusters / 2:
+        what = f"only {used} of {n_clusters} clusters hold samples"
+    elif confidence <= 1.1 / n_clusters:
+        what = f"mean confidence {confidence:.3f} is close to 1/K = {1 / n_clusters:.3f}"
+    else:
+        return None
+    return (
+        f"degenerate result: {what}. Likely cause: too few epochs for the method's "
+        "schedule, or a learning rate too high; train longer (epochs), lower lr, or use "
+        "a preset made for this kind of data"
+    )
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (None: it exists)."""
+    missing = None
+    for folder in [path, *path.absolute().parents]:
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _remove_if_created_empty(run_path: Path, first_created: Path | None) -> None:
+    """Remove the folders this run created for ``run_path`` when they are left empty."""
+    if first_created is None:
+        return
+    folder = run_path.absolute()
+    while True:
+        if not folder.is_dir() or any(folder.iterdir()):
+            return
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+        if folder == first_created.absolute():
+            return
+        folder = folder.parent
+
+
+def _tell(message: str, quiet: bool) -> None:
+    log.info("%s", message)
+    if not quiet:
+        print(f"contraclust: {message}", file=sys.stderr)
 
 
 def warn_empty_clusters(labels: np.ndarray, n_clusters: int, when: str) -> list[int]:

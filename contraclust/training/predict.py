@@ -1,4 +1,4 @@
-"""Batched inference: cluster probabilities, embeddings and the two read-outs."""
+"""Batched inference: cluster probabilities, embeddings and the three read-outs."""
 
 from __future__ import annotations
 
@@ -9,11 +9,47 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from contraclust.config import READOUTS
 from contraclust.data.source import BatchSource, InMemorySource
-from contraclust.errors import ConfigError, DataError
+from contraclust.errors import DataError
+from contraclust.losses.sinkhorn import sinkhorn_knopp
 from contraclust.methods import ClusteringMethod
 
-READOUTS = ("head", "kmeans")
+__all__ = [
+    "READOUTS",
+    "Prediction",
+    "apply_batched",
+    "check_input_shape",
+    "predict",
+    "soft_assign",
+]
+
+
+def conform_to_model(data: Tensor, input_shape: tuple[int, ...]) -> Tensor:
+    """Raw uint8 images ``(N, C, H, W)`` made to match a model's input: colour to grey
+    (mean of the channels) or grey to colour (repeated), then resized to its side.
+    Vectors, and images that already match, are returned unchanged."""
+    if len(input_shape) != 3 or data.dim() != 4:
+        return data
+    if data.shape[1] != input_shape[0]:
+        if input_shape[0] == 1:
+            data = data.float().mean(dim=1, keepdim=True).round().to(torch.uint8)
+        elif data.shape[1] == 1:
+            data = data.expand(-1, input_shape[0], -1, -1).contiguous()
+    if tuple(data.shape[2:]) != tuple(input_shape[1:]):
+        data = (
+            torch.nn.functional.interpolate(
+                data.float(),
+                size=tuple(input_shape[1:]),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
+            .round()
+            .clamp(0, 255)
+            .to(torch.uint8)
+        )
+    return data
 
 
 @dataclass
@@ -92,13 +128,20 @@ def predict(
     centers: np.ndarray | None = None,
     keep_probs: bool = True,
     progress: str | None = None,
+    kmeans_space: str = "backbone",
+    kmeans_n_init: int = 10,
 ) -> Prediction:
     """Assign every sample of ``raw`` to a cluster with the chosen read-out.
 
     ``head``: argmax of the method's cluster probabilities. ``kmeans``: k-means (K
-    clusters, seeded) on the method's embedding; the confidence is then a Student-t
-    kernel of the distance to the assigned centre; pass the ``centers`` of an earlier
-    call to assign new data to the same clusters. Labels are never used.
+    clusters, ``kmeans_n_init`` restarts, seeded) on the method's features in
+    ``kmeans_space`` (one of ``method.kmeans_spaces()``); the confidence is then a
+    Student-t kernel of the distance to the assigned centre; pass the ``centers`` of
+    an earlier call to assign new data to the same clusters. ``sinkhorn``: the
+    method's scores of all N samples (``method.sinkhorn_scores``) balanced by
+    Sinkhorn-Knopp over the whole of ``raw`` (each cluster gets N / K of the mass),
+    then argmax; the balance is over the data given, so new data are balanced among
+    themselves. Labels are never used.
 
     ``keep_probs=False`` is for scoring during training, which needs only the labels:
     with the head read-out each batch is reduced to its label and confidence on the
@@ -107,32 +150,43 @@ def predict(
 
     ``progress``: a label for a progress bar over the batches (None: no bar).
     """
-    if readout not in READOUTS:
-        raise ConfigError(f"unknown read-out '{readout}'; valid: {', '.join(READOUTS)}")
+    method.check_readout(readout, kmeans_space)
     check_input_shape(method, raw)
-    if (readout == "head" or not method.trainable) and not keep_probs:
-        best = apply_batched(method, raw, _best_cluster(method), device, batch_size, progress)
-        return Prediction(
-            labels=best[:, 1].numpy().astype(np.int64),
-            confidence=best[:, 0].numpy().astype(np.float32, copy=False),
-            probs=np.empty((len(best), 0), dtype=np.float32),
-        )
     if readout == "head" or not method.trainable:
+        if not keep_probs:
+            best = apply_batched(method, raw, _best_cluster(method), device, batch_size, progress)
+            return Prediction(
+                labels=best[:, 1].numpy().astype(np.int64),
+                confidence=best[:, 0].numpy().astype(np.float32, copy=False),
+                probs=np.empty((len(best), 0), dtype=np.float32),
+            )
         probs = apply_batched(method, raw, method.cluster_probs, device, batch_size, progress)
+    elif readout == "sinkhorn":
+        scores = apply_batched(method, raw, method.sinkhorn_scores, device, batch_size, progress)
+        eps, n_iter = method.sinkhorn_settings()
+        probs = sinkhorn_knopp(scores, eps, n_iter).float()
     else:
-        embedded = apply_batched(method, raw, method.embed, device, batch_size, progress)
+
+        def features(x: Tensor) -> Tensor:
+            return method.kmeans_features(x, kmeans_space)
+
+        embedded = apply_batched(method, raw, features, device, batch_size, progress)
         emb = embedded.double().numpy()
         if centers is None:
             from sklearn.cluster import KMeans
 
-            centers = KMeans(method.n_clusters, n_init=10, random_state=seed).fit(emb)
-            centers = centers.cluster_centers_
+            kmeans = KMeans(method.n_clusters, n_init=kmeans_n_init, random_state=seed).fit(emb)
+            centers = kmeans.cluster_centers_
         probs = torch.from_numpy(soft_assign(emb, centers))
     confidence, labels = probs.max(dim=1)
     return Prediction(
         labels=labels.numpy().astype(np.int64),
         confidence=confidence.numpy().astype(np.float32, copy=False),
-        probs=probs.numpy().astype(np.float32, copy=False),
+        probs=(
+            probs.numpy().astype(np.float32, copy=False)
+            if keep_probs
+            else np.empty((len(labels), 0), dtype=np.float32)
+        ),
         centers=None if centers is None else np.asarray(centers, dtype=np.float64),
     )
 

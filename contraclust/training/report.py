@@ -161,11 +161,17 @@ def report_after_fit(
     prediction: Prediction,
     device: torch.device,
     seed: int = 0,
+    progress: bool = False,
 ) -> Path:
-    """Write the report of a run that has just finished (its files already written)."""
+    """Write the report of a run that has just finished (its files already written);
+    ``progress`` shows a bar over its two steps (embedding, drawing the map)."""
     record = read_run_record(run_dir)
     notes = list(record.notes)
+    bar = _stages(2, progress)
+    bar.set_postfix_str("embedding")
     embedding, index = _map_embedding(method, dataset, device, seed, notes)
+    bar.update()
+    bar.set_postfix_str("drawing the map and figures")
     content = ReportContent(
         title=f"contraclust run {run_dir.name}",
         n_clusters=method.n_clusters,
@@ -186,7 +192,11 @@ def report_after_fit(
         notes=notes,
         seed=seed,
     )
-    return write_report(run_dir, content)
+    try:
+        return write_report(run_dir, content)
+    finally:
+        bar.update()
+        bar.close()
 
 
 @dataclass
@@ -259,11 +269,27 @@ def _load_run_data(
     return dataset, None
 
 
-def rebuild_report(run_dir: str | Path, device: str = "auto") -> tuple[Path, list[str]]:
+#: Where a rebuilt report goes when it would show less than the one it would replace.
+REPORT_BESIDE = "report-without-data.html"
+
+
+def _stages(total: int, enabled: bool) -> Any:
+    """A progress bar over the steps of writing a report (the map takes seconds)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="report", unit="step", disable=not enabled, leave=False)
+
+
+def rebuild_report(
+    run_dir: str | Path, device: str = "auto", progress: bool = False
+) -> tuple[Path, list[str]]:
     """Write the report of the finished run in ``run_dir`` again.
 
     Returns the report's path and the warnings (for example, that the data could
-    not be found, so the page has no images); those are also shown on the page.
+    not be found, so the page has no images); those are also shown on the page. A
+    page without the data's images never replaces a ``report.html`` that has them: it
+    is written beside it, as ``report-without-data.html``, and a warning says so.
+    ``progress`` shows a bar over the steps (loading, embedding, drawing the map).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -274,7 +300,11 @@ def rebuild_report(run_dir: str | Path, device: str = "auto") -> tuple[Path, lis
     method = method_from_checkpoint(state)
     record = read_run_record(run_dir)
     warnings: list[str] = []
+    bar = _stages(3, progress)
+    bar.set_postfix_str("loading the data")
     dataset, why = _load_run_data(cfg, state, table)
+    bar.update()
+    bar.set_postfix_str("embedding")
     class_names = (state.get("dataset") or {}).get("class_names")
     true_labels: np.ndarray | None = None
     images = vectors = embedding = index = None
@@ -288,6 +318,8 @@ def rebuild_report(run_dir: str | Path, device: str = "auto") -> tuple[Path, lis
         torch_device = resolve_device(device)
         method.to(torch_device)
         embedding, index = _map_embedding(method, dataset, torch_device, cfg.train.seed, warnings)
+    bar.update()
+    bar.set_postfix_str("drawing the map and figures")
     content = ReportContent(
         title=f"contraclust run {run_dir.name}",
         n_clusters=cfg.n_clusters,
@@ -308,4 +340,15 @@ def rebuild_report(run_dir: str | Path, device: str = "auto") -> tuple[Path, lis
         notes=record.notes + warnings,
         seed=cfg.train.seed,
     )
-    return write_report(run_dir, content), warnings
+    try:
+        existing = run_dir / rundir.REPORT
+        if dataset is None and existing.is_file():
+            warnings.append(
+                f"{existing} (with the data's images) is kept; this report is written beside "
+                f"it as {REPORT_BESIDE}"
+            )
+            return write_report(run_dir, content, name=REPORT_BESIDE, figures=False), warnings
+        return write_report(run_dir, content), warnings
+    finally:
+        bar.update()
+        bar.close()

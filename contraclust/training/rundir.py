@@ -48,18 +48,22 @@ RUN_FILES = (
 
 
 def holds_run(run_dir: Path) -> bool:
-    return any((run_dir / name).exists() for name in RUN_FILES)
+    """True when ``run_dir`` holds a run worth keeping: a checkpoint or a final model.
+
+    A folder with only the log and config of a run that stopped before its first
+    checkpoint holds nothing to continue or keep, so it is not a run.
+    """
+    return (run_dir / LAST).exists() or (run_dir / MODEL).exists()
 
 
 def remove_unstarted(run_dir: Path) -> None:
     """Remove what a run that failed before its first checkpoint wrote in ``run_dir``.
 
-    Its log and config hold nothing a later run needs, and left in place they would
-    make the corrected command refuse the directory as "already holding a run". A run
-    with a checkpoint or a model is left alone, and so is everything that is not a
-    run file (the directory stays, possibly empty).
+    Its log and config hold nothing a later run needs. A run with a checkpoint or a
+    model is left alone, and so is everything that is not a run file (the directory
+    stays, possibly empty).
     """
-    if not ((run_dir / LAST).exists() or (run_dir / MODEL).exists()):
+    if not holds_run(run_dir):
         _remove_run_files(run_dir)
 
 
@@ -71,24 +75,38 @@ def _remove_run_files(run_dir: Path) -> None:
             path.unlink()
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> tuple[bool, str | None]:
     """Refuse to clobber an earlier run unless asked; with ``overwrite`` remove only
-    the files a run writes (never anything else the user keeps there)."""
+    the files a run writes (never anything else the user keeps there).
+
+    Returns whether the run resumes, and a note for the user when the folder held a
+    run that stopped before its first checkpoint: such a folder is reused for a new
+    run, also when ``resume`` was asked (there is nothing to continue).
+    """
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirectoryError(f"output path {run_dir} exists and is not a directory")
+    leftovers = [name for name in RUN_FILES if (run_dir / name).is_file()]
+    note = None
     if resume:
-        if not (run_dir / LAST).is_file():
+        if (run_dir / LAST).is_file():
+            return True, None
+        if holds_run(run_dir) or not leftovers:
             raise RunDirectoryError(
-                f"nothing to resume: {run_dir / LAST} does not exist; start without --resume"
+                f"nothing to resume: {run_dir / LAST} does not exist; start without resume=True"
             )
-        return
     if holds_run(run_dir):
         if not overwrite:
             raise RunDirectoryError(
-                f"{run_dir} already holds a run; pass --resume to continue it, --overwrite "
-                "to replace it, or choose another --out"
+                f"{run_dir} already holds a run; pass resume=True to continue it, "
+                "overwrite=True to replace it, or choose another run_dir"
             )
         _remove_run_files(run_dir)
+    elif leftovers:
+        _remove_run_files(run_dir)
+        note = (
+            f"{run_dir} held a run that stopped before its first checkpoint; "
+            "starting a new run there"
+        )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -96,8 +114,9 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         probe.unlink()
     except OSError as exc:
         raise RunDirectoryError(
-            f"cannot write to output directory {run_dir}: {exc.strerror}; choose another --out"
+            f"cannot write to output directory {run_dir}: {exc.strerror}; choose another run_dir"
         ) from None
+    return False, note
 
 
 def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
@@ -118,14 +137,13 @@ def _fmt(value: Any) -> Any:
     return value
 
 
-def write_assignments(
-    path: Path,
+def assignments_csv(
     labels: np.ndarray,
     confidence: np.ndarray,
     true_labels: np.ndarray | None = None,
     paths: list[str] | None = None,
     class_names: list[str] | None = None,
-) -> None:
+) -> str:
     """One row per sample: index, cluster, confidence, and label / path when known."""
     header = ["index", "cluster", "confidence"]
     if true_labels is not None:
@@ -143,4 +161,16 @@ def write_assignments(
         if paths is not None:
             row.append(paths[i])
         writer.writerow(row)
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_assignments(
+    path: Path,
+    labels: np.ndarray,
+    confidence: np.ndarray,
+    true_labels: np.ndarray | None = None,
+    paths: list[str] | None = None,
+    class_names: list[str] | None = None,
+) -> None:
+    """Write :func:`assignments_csv` to ``path`` atomically."""
+    atomic_write_text(path, assignments_csv(labels, confidence, true_labels, paths, class_names))

@@ -100,7 +100,7 @@ def default_k_range(n_samples: int) -> tuple[int, int]:
     if k_max < 2:
         raise ConfigError(
             f"too few samples ({n_samples}) to choose K automatically (the default range "
-            f"needs >= {2 * MIN_SAMPLES_PER_CLUSTER}); give --clusters K or --k-range MIN:MAX"
+            f"needs >= {2 * MIN_SAMPLES_PER_CLUSTER}); give n_clusters=K or k_range=MIN:MAX"
         )
     return 2, k_max
 
@@ -116,15 +116,15 @@ def parse_k_range(text: str | None, n_samples: int) -> tuple[int, int]:
         k_min = k_max = -1
         sep = ""
     if not sep:
-        raise ConfigError(f"--k-range expects MIN:MAX with two integers, e.g. 2:30, got '{text}'")
+        raise ConfigError(f"k_range expects MIN:MAX with two integers, e.g. 2:30, got '{text}'")
     if k_min < 2:
-        raise ConfigError(f"--k-range {text}: the smallest K must be >= 2, got {k_min}")
+        raise ConfigError(f"k_range={text}: the smallest K must be >= 2, got {k_min}")
     if k_max < k_min:
-        raise ConfigError(f"--k-range {text}: MAX ({k_max}) is smaller than MIN ({k_min})")
+        raise ConfigError(f"k_range={text}: MAX ({k_max}) is smaller than MIN ({k_min})")
     if k_max > n_samples:
         raise ConfigError(
-            f"--k-range {text}: the largest K ({k_max}) exceeds the number of samples "
-            f"({n_samples}); use --k-range {k_min}:{n_samples} or less"
+            f"k_range={text}: the largest K ({k_max}) exceeds the number of samples "
+            f"({n_samples}); use k_range={k_min}:{n_samples} or less"
         )
     return k_min, k_max
 
@@ -314,6 +314,6 @@ def validate_k_search(cfg: RunConfig, n_samples: int) -> None:
         check_int("k_search.epochs", cfg.k_search.epochs, low=0)
     if cfg.train.devices > 1:
         raise ConfigError(
-            "--clusters auto runs on one device; choose K first (its k_search.json), then "
-            "train on several with --clusters K --devices N"
+            "n_clusters=auto runs on one device; choose K first (its k_search.json), then "
+            "train on several with n_clusters=K and devices=N"
         )

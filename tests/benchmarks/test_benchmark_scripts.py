@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import _common  # noqa: E402
+import gpu_cifar10  # noqa: E402
 import quality  # noqa: E402
 import scaling  # noqa: E402
 import throughput  # noqa: E402
@@ -31,6 +33,21 @@ def test_fitted_exponent_recovers_the_power() -> None:
     ns = [1000, 3000, 10000, 30000]
     assert scaling.fitted_exponent(ns, [2e-3 * n for n in ns]) == pytest.approx(1.0)
     assert scaling.fitted_exponent(ns, [1e-6 * n**2 for n in ns]) == pytest.approx(2.0)
+
+
+def test_queue_measurement_runs_the_queued_step_and_reports_it() -> None:
+    threads = torch.get_num_threads()
+    try:
+        rows = [scaling.one_queue(length, k=20) for length in (0, 512)]
+    finally:
+        torch.set_num_threads(threads)
+    assert rows[0]["queue_buffer_mib"] == 0.0 and "alone" in rows[0]["what"]
+    assert rows[1]["queue_buffer_mib"] == 2 * 512 * scaling.QUEUE_DIM * 4 / 2**20
+    assert "512 queued" in rows[1]["what"]
+    assert all(r["seconds"] > 0 for r in rows)
+    meta = {"date": "d", "machine": "m", "torch": "t", "load_average": [1.0, 1.0, 1.0]}
+    text = scaling.queue_markdown({"queue_meta": meta, "queue_command": "c", "queue": rows})
+    assert "| 512 | 20 | 256 |" in text and "load average 1.0" in text
 
 
 def _round(name: str, rate: float, phases: tuple[float, ...]) -> dict:
@@ -73,25 +90,66 @@ def test_reference_views_are_normalised_random_crops() -> None:
     assert v1.min() >= -2.0 - 1e-6 and v1.max() <= 2.0 + 1e-6
 
 
-def test_gpu_script_parses_and_dry_runs(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_gpu_script_tiny_run_reports_every_figure(tmp_path: Path) -> None:
+    """The whole GPU command on the CPU (TINY=1), from the data step to the JSON."""
     script = REPO / "benchmarks" / "gpu_cifar10.sh"
-    subprocess.run(["bash", "-n", str(script)], check=True)
-    env = dict(os.environ, DRY_RUN="1", TINY="1", OUT=str(tmp_path / "tiny"))
-    proc = subprocess.run(
-        ["bash", str(script)], env=env, capture_output=True, text=True, timeout=60
+    env = dict(os.environ, GPU_DATA=str(tmp_path / "data"), OUT=str(tmp_path / "out"), TINY="1")
+    run = subprocess.run(
+        ["bash", str(script)], env=env, capture_output=True, text=True, timeout=120
     )
-    assert proc.returncode == 0, proc.stderr
-    assert "contraclust fit" in proc.stderr and "--device cpu --epochs 1" in proc.stderr
-    assert not (tmp_path / "tiny").exists()  # a dry run writes nothing
-    env = dict(os.environ, DRY_RUN="1", OUT=str(tmp_path / "gpu"))
-    env.pop("CONTRACLUST_DATA", None)
-    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
-    assert proc.returncode == 2 and "CONTRACLUST_DATA" in proc.stderr
-    env["CONTRACLUST_DATA"] = str(tmp_path)
-    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "--split all" in proc.stderr and "--device cuda" in proc.stderr
-    assert not (tmp_path / "gpu").exists()
+    assert run.returncode != 0 and "--prepare" in run.stdout  # no data yet: says how
+    prep = subprocess.run(
+        ["bash", str(script), "--prepare"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert prep.returncode == 0, prep.stderr
+    assert (tmp_path / "data" / gpu_cifar10.CIFAR_TEST).stat().st_size == 10000 * 3073
+    run = subprocess.run(
+        ["bash", str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = json.loads((tmp_path / "out" / gpu_cifar10.RESULT).read_text())
+    assert summary["complete"] and summary["tiny"] and summary["data"]["images"] == 256
+    t = summary["throughput"]
+    for name in ("ours", "reference"):
+        assert t[name]["images_per_s"] > 0 and t[name]["peak_gpu_mib"] is None  # CPU
+        assert len(t[name]["images_per_s_rounds"]) == summary["settings"]["rounds"]
+    assert min(t["ratio_rounds"]) <= t["ratio"] <= max(t["ratio_rounds"])
+    r = summary["training"]
+    assert r["peak_gpu_mib"] is None and not r["stopped_by_budget"]
+    assert [row["epoch"] for row in r["curve"]] == list(range(1, r["epochs"] + 1))
+    times = [row["elapsed_s"] for row in r["curve"]]
+    assert times == sorted(times) and 0 < times[-1] <= r["seconds"]
+    for row in r["curve"]:
+        assert 0 <= row["acc"] <= 1 and 0 <= row["nmi"] <= 1
+    # the curve is read from the training log; its last point is the final read-out
+    assert r["curve"][-1]["acc"] == pytest.approx(r["final"]["acc"], abs=1e-3)
+    assert r["curve"][-1]["nmi"] == pytest.approx(r["final"]["nmi"], abs=1e-3)
+    log = (tmp_path / "out" / "gpu_cifar10.log").read_text()
+    assert "ours / reference" in run.stdout and "ours / reference" in log
+
+
+def test_gpu_script_refuses_a_missing_gpu_and_altered_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match=r"no CUDA GPU.*TINY=1"):
+        gpu_cifar10.main(["--data", str(tmp_path), "--out", str(tmp_path / "out")])
+    batch = tmp_path / gpu_cifar10.CIFAR_TEST
+    batch.parent.mkdir(parents=True)
+    batch.write_bytes(bytes(3073))
+    (tmp_path / gpu_cifar10.MANIFEST).write_text(
+        json.dumps({str(gpu_cifar10.CIFAR_TEST): "0" * 64})
+    )
+    with pytest.raises(SystemExit, match=r"sha256.*--prepare"):
+        gpu_cifar10.load_images(tmp_path, 10)
+
+
+def test_gpu_epochs_fill_the_budget_at_the_measured_speed() -> None:
+    # 100 s at 1000 images/s is 10 passes over 10,000 images; FILL of them are planned
+    assert gpu_cifar10.plan_epochs(100, 1000, 10000, cap=1000) == int(gpu_cifar10.FILL * 10)
+    assert gpu_cifar10.plan_epochs(1000, 1e6, 10000, cap=50) == 50
+    assert gpu_cifar10.plan_epochs(1, 1, 10000, cap=50) == 1
 
 
 def test_quality_table_shows_each_runs_threads() -> None:

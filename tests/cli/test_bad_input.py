@@ -24,7 +24,7 @@ from PIL import Image
 
 from contraclust import Clusterer, load
 from contraclust.cli import main
-from contraclust.data.formats import load_array_file
+from contraclust.data import load_array_file
 from contraclust.errors import CheckpointError, ConfigError, ContraclustError, DataError
 from contraclust.training.rundir import holds_run
 
@@ -258,9 +258,14 @@ CASES: dict[str, Case] = {
         r"use --clusters 1797 or fewer",
     ),
     "unknown method": Case(fit("--method", "nope"), r"unknown method 'nope'", r"valid methods"),
+    "k-means space the method lacks": Case(
+        fit("digits", "--method", "cc", "--predict-with", "kmeans", "--kmeans-space", "exemplar"),
+        r"method 'cc' has no 'exemplar' space",
+        r"valid kmeans_space: backbone, projection",
+    ),
     "unknown dataset": Case(fit("no-such-set"), r"unknown dataset 'no-such-set'", r"valid names"),
     "unknown preset": Case(
-        fit("--preset", "nope/none"), r"unknown preset 'nope/none'", r"valid presets: cc/digits"
+        fit("--preset", "nope/none"), r"unknown preset .nope/none.", r"valid presets: .*cc/digits"
     ),
     "unknown preset key": Case(
         lambda tmp, run: fit("--preset", preset_file(tmp, "method: cc\ntrain:\n  epoch: 3\n"))(
@@ -290,7 +295,7 @@ CASES: dict[str, Case] = {
     "--param without '='": Case(
         fit("--param", "bogus"), r"got 'bogus'", r"--param expects KEY=VALUE"
     ),
-    "negative epochs": Case(fit("--epochs", "-3"), r"got -3", r"epochs must be >= 0"),
+    "zero epochs": Case(fit("--epochs", "0"), r"got 0", r"epochs must be >= 1"),
     "batch size larger than N": Case(
         fit("--batch-size", "5000"),
         r"batch size 5000 is larger than the number of samples \(1797\)",

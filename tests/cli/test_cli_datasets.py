@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import write_idx
-from local_http import ServerState, serve
+from local_http import ServerState, set_origin
 
 from contraclust.cli import build_config, build_parser, main
 from contraclust.data import download
@@ -19,11 +18,10 @@ from contraclust.data.download import DownloadSource, RemoteFile
 
 
 @pytest.fixture
-def mirror(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[str, ServerState]]:
+def mirror(
+    http_server: str, http_state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> tuple[str, ServerState]:
     """A mirror serving a small MNIST (30 test images) whose checksums replace the real ones."""
-    for variable in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.delenv(download.MIRROR_ENV, raising=False)
     rng = np.random.default_rng(1)
     arrays = {
         "train-images-idx3-ubyte.gz": rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
@@ -31,16 +29,13 @@ def mirror(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[st
         "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (30, 28, 28), dtype=np.uint8),
         "t10k-labels-idx1-ubyte.gz": np.arange(30, dtype=np.uint8) % 3,
     }
-    state = ServerState()
     remote = []
     for name, array in arrays.items():
         data = write_idx(tmp_path / "built" / name, array).read_bytes()
-        state.files[f"/mirror/mnist/{name}"] = data
+        http_state.files[f"/mirror/mnist/{name}"] = data
         remote.append(RemoteFile(name, md5=hashlib.md5(data).hexdigest()))
-    with serve(state) as url:
-        source = DownloadSource(f"{url}/not-served/", tuple(remote))
-        monkeypatch.setitem(download.SOURCES, "mnist", source)
-        yield f"{url}/mirror", state
+    set_origin(monkeypatch, "mnist", DownloadSource(f"{http_server}/not-served/", tuple(remote)))
+    return f"{http_server}/mirror", http_state
 
 
 def test_download_verify_and_list(

@@ -148,7 +148,7 @@ def test_auto_drops_files_that_fail_at_decoding_when_skipping(tmp_path: Path) ->
 
 
 def test_registered_folder_sets_stream(tmp_path: Path) -> None:
-    from test_data_benchmark_sets import write_tiny_imagenet
+    from helpers import write_tiny_imagenet
 
     write_tiny_imagenet(tmp_path)
     for split in ("train", "test", "all"):

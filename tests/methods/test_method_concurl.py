@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from contraclust.config import ModelConfig, RunConfig
 from contraclust.data import load_dataset
@@ -174,9 +175,65 @@ def test_read_outs_and_state_round_trip() -> None:
     assert torch.equal(other.projections.matrices, method.projections.matrices)
 
 
+@pytest.mark.parametrize("views", ["first", "both"])
+def test_exemplar_views_decide_what_the_memory_bank_learns(views: str) -> None:
+    """``first`` (the authors' code) moves the bank towards view 1's embedding only;
+    ``both`` (ours) towards the normalised sum of the two views' embeddings."""
+    method = small_method(exemplar_views=views)
+    assert method.memory_bank is not None and method.exemplar_head is not None
+    gen = torch.Generator().manual_seed(1)
+    x1, x2 = (torch.randn(16, 20, generator=gen) for _ in range(2))
+    index = torch.arange(16)
+    before = method.memory_bank.bank.clone()
+    method.train()
+    method.training_loss([x1, x2], x1, index)
+    with torch.no_grad():  # the same pass again (train mode: the same batch statistics)
+        h = method.backbone(torch.cat([x1, x2], dim=0))
+        e1, e2 = F.normalize(method.exemplar_head(h), dim=1).chunk(2)
+    new = e1 if views == "first" else F.normalize(e1 + e2, dim=1)
+    momentum = method.params.memory_momentum
+    expected = F.normalize(momentum * before[index] + (1 - momentum) * new, dim=1)
+    torch.testing.assert_close(method.memory_bank.bank[index], expected)
+    other = e2 if views == "first" else e1  # what the other setting would have written
+    alternative = F.normalize(momentum * before[index] + (1 - momentum) * other, dim=1)
+    assert not torch.allclose(method.memory_bank.bank[index], alternative, atol=1e-4)
+
+
+@pytest.mark.parametrize(("passes", "updates"), [("joint", 1), ("separate", 2)])
+def test_view_passes_decide_the_batch_norm_statistics(passes: str, updates: int) -> None:
+    method = small_method(view_passes=passes)
+    one_step(method)
+    for part in (method.backbone, method.projection_head):
+        norms = [m for m in part.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+        assert norms and all(int(m.num_batches_tracked) == updates for m in norms)
+
+
+def test_exemplar_view_one_loss_is_view_one_alone() -> None:
+    method = small_method(exemplar_views="first", alpha=0.0, gamma=0.0)
+    gen = torch.Generator().manual_seed(2)
+    x1, x2 = (torch.randn(16, 20, generator=gen) for _ in range(2))
+    index = torch.arange(16)
+    assert method.memory_bank is not None
+    bank = method.memory_bank.bank.clone()
+    method.train()
+    torch.manual_seed(5)  # the draw of negatives
+    loss = method.training_loss([x1, x2], x1, index)["exemplar"]
+    with torch.no_grad():
+        h = method.backbone(torch.cat([x1, x2], dim=0))
+        e1 = F.normalize(method.exemplar_head(h), dim=1).chunk(2)[0]
+        method.memory_bank.bank.copy_(bank)
+        torch.manual_seed(5)
+        negatives = method.memory_bank.draw_negatives()
+        expected = method.memory_bank(e1, index, negatives)
+    torch.testing.assert_close(loss, expected)
+
+
 @pytest.mark.parametrize(
     ("params", "name"),
     [
+        ({"exemplar_views": "second"}, "exemplar_views"),
+        ({"view_passes": "both"}, "view_passes"),
+        ({"exemplar_views": "first", "exemplar_loss": "ntxent"}, "exemplar_views"),
         ({"exemplar_loss": "byol"}, "exemplar_loss"),
         ({"nce_temperature": 0.0}, "nce_temperature"),
         ({"ntxent_temperature": -1.0}, "ntxent_temperature"),

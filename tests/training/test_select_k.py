@@ -109,7 +109,7 @@ def test_k_range_defaults() -> None:
     assert parse_k_range("3:30", 100) == (3, 30)
     assert parse_k_range(None, 1797) == (2, 20)
     assert default_k_range(55) == (2, 5)
-    with pytest.raises(ConfigError, match=r"too few samples \(19\).*--k-range"):
+    with pytest.raises(ConfigError, match=r"too few samples \(19\).*k_range=MIN:MAX"):
         default_k_range(19)
 
 

@@ -119,7 +119,7 @@ def test_resume_refuses_other_method(digits_small, tmp_path: Path) -> None:
     [
         ({"n_clusters": 1}, "clusters must be >= 2"),
         ({"n_clusters": 401}, r"clusters \(401\) is larger than the number of samples \(400\)"),
-        ({"epochs": -1}, "epochs must be >= 0"),
+        ({"epochs": 0}, "epochs must be >= 1"),
         ({"batch_size": 1000}, "batch size 1000 is larger than the number of samples"),
         ({"lr": 0.0}, "learning rate must be > 0"),
         ({"precision": "64"}, "unknown precision"),

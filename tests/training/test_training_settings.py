@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from contraclust.config import RunConfig
-from contraclust.data.formats import array_to_dataset
+from contraclust.data import array_to_dataset
 from contraclust.training import fit
 
 
@@ -30,7 +30,7 @@ def test_auto_settings_are_resolved_and_saved(
             "method": "cc",
             "n_clusters": 3,
             "model": {"hidden_dim": 16, "projection_dim": 8},
-            "train": {"epochs": 0, "batch_size": 20, "device": "cpu"},
+            "train": {"epochs": 1, "batch_size": 20, "device": "cpu"},
         }
     )
     fit(cfg, ds, run_dir=tmp_path / "run", quiet=False)

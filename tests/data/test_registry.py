@@ -24,15 +24,7 @@ from contraclust.data import (
 from contraclust.data import registry as registry_module
 from contraclust.errors import DataError
 
-MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-USPS_COUNTS = [1553, 1269, 929, 824, 852, 716, 834, 792, 708, 821]  # train + test
 BUILT_IN = ["digits", "mnist", "mnist-test", "fashion-mnist", "fashion-mnist-test", "usps"]
-
-
-@pytest.fixture
-def no_data_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CONTRACLUST_DATA", raising=False)
 
 
 # --------------------------------------------------------------------------- data root
@@ -76,13 +68,14 @@ def test_register_dataset_finds_files_under_its_family(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
+    monkeypatch.setattr(registry_module, "_ORIGINS", dict(registry_module._ORIGINS))
 
     @register_dataset(
         "toy-set",
         family="toys",
         description="three vectors",
         files=["toy.npy"],
-        url_hint="https://example.org/toys",
+        origin="https://example.org/toys",
     )
     def _load_toy(files: Mapping[str, Path]) -> ArrayDataset:
         return ArrayDataset(torch.from_numpy(np.load(files["toy.npy"])), None, "ignored")
@@ -97,64 +90,6 @@ def test_register_dataset_finds_files_under_its_family(
     assert "toy-set" in [info.name for info in list_datasets()]
     with pytest.raises(ValueError, match="already registered"):
         register_dataset("toy-set", "toys", "again", [], "")(_load_toy)
-
-
-# --------------------------------------------------------------------------- built-in sets
-
-
-def test_digits_is_embedded(no_data_env, tmp_path: Path) -> None:
-    dataset = load_dataset("digits", root=tmp_path / "unused")
-    assert dataset.name == "digits"
-    assert dataset.input_shape == (1, 8, 8)
-    assert len(dataset) == 1797
-    assert dataset.data.dtype == torch.uint8
-    assert int(dataset.data.max()) == 255
-    assert dataset.labels is not None
-    assert np.bincount(dataset.labels).tolist() == [
-        178,
-        182,
-        177,
-        183,
-        181,
-        182,
-        181,
-        179,
-        174,
-        180,
-    ]
-    from sklearn.datasets import load_digits
-
-    expected = np.rint(load_digits().images[0] * 255 / 16).astype(np.uint8)
-    np.testing.assert_array_equal(dataset.data[0, 0].numpy(), expected)
-
-
-def test_mnist_test_from_data_root(data_root: Path) -> None:
-    dataset = load_dataset("mnist-test", root=data_root)
-    assert tuple(dataset.data.shape) == (10000, 1, 28, 28)
-    assert dataset.data.dtype == torch.uint8
-    assert dataset.labels is not None
-    assert np.bincount(dataset.labels).tolist() == MNIST_TEST_COUNTS
-    assert dataset.class_names == [str(d) for d in range(10)]
-    assert dataset.name == "mnist-test"
-
-
-def test_mnist_joins_train_then_test(data_root: Path) -> None:
-    full = load_dataset("MNIST", root=data_root)
-    assert tuple(full.data.shape) == (70000, 1, 28, 28)
-    assert full.labels is not None
-    assert np.bincount(full.labels[:60000]).tolist() == MNIST_TRAIN_COUNTS
-    assert np.bincount(full.labels).tolist() == [
-        a + b for a, b in zip(MNIST_TRAIN_COUNTS, MNIST_TEST_COUNTS, strict=True)
-    ]
-    test = load_dataset("mnist-test", root=data_root)
-    assert torch.equal(full.data[60000:], test.data)
-
-
-def test_usps_from_data_root(data_root: Path) -> None:
-    dataset = load_dataset("usps", root=data_root)
-    assert tuple(dataset.data.shape) == (9298, 1, 16, 16)
-    assert dataset.labels is not None
-    assert np.bincount(dataset.labels).tolist() == USPS_COUNTS
 
 
 def test_environment_data_root_is_honoured(
@@ -175,30 +110,6 @@ def test_uncompressed_official_names_are_accepted(data_root: Path, tmp_path: Pat
             shutil.copyfileobj(source, out)
     dataset = load_dataset("mnist-test", root=tmp_path)
     assert len(dataset) == 10000
-
-
-def test_fashion_mnist_layout(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "fashion-mnist"
-    write_idx(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (5, 28, 28), np.uint8))
-    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(5, dtype=np.uint8))
-    write_idx(folder / "t10k-images-idx3-ubyte", rng.integers(0, 256, (3, 28, 28), np.uint8))
-    write_idx(folder / "t10k-labels-idx1-ubyte", np.array([9, 8, 7], dtype=np.uint8))
-    full = load_dataset("fashion_mnist", root=tmp_path)
-    assert len(full) == 8
-    assert full.labels is not None
-    assert full.labels.tolist() == [0, 1, 2, 3, 4, 9, 8, 7]
-    assert full.class_names is not None
-    assert full.class_names[9] == "Ankle boot"
-    assert len(load_dataset("fashion-mnist-test", root=tmp_path)) == 3
-
-
-def test_mismatched_idx_pair_is_a_data_error(tmp_path: Path) -> None:
-    folder = tmp_path / "mnist"
-    write_idx(folder / "t10k-images-idx3-ubyte.gz", np.zeros((4, 28, 28), np.uint8))
-    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(3, np.uint8))
-    with pytest.raises(DataError, match=r"labels of shape \(3,\) for 4 images"):
-        load_dataset("mnist-test", root=tmp_path)
 
 
 # --------------------------------------------------------------------------- messages
@@ -278,3 +189,48 @@ def test_image_size_applies_to_registered_sets() -> None:
     assert dataset.data.dtype == torch.uint8
     with pytest.raises(DataError, match="image_size must be a positive integer"):
         load_dataset("digits", image_size=0)
+
+
+# --------------------------------------------------------------------------- registered sets
+
+NEW_SETS = [
+    "cifar10",
+    "cifar100",
+    "cifar100-20",
+    "stl10",
+    "tiny-imagenet",
+    "imagenet10",
+    "imagenet-dogs",
+    "imagenet",
+]
+
+
+def test_benchmark_sets_are_registered_with_their_splits() -> None:
+    by_name = {info.name: info for info in list_datasets()}
+    for name in NEW_SETS:
+        assert name in by_name
+        assert "split" in by_name[name].description
+    assert by_name["cifar100-20"].family == by_name["cifar100"].family == "cifar100"
+    for name in ("cifar10", "cifar100-20", "stl10", "mnist"):
+        assert by_name[name].default_split == "all"
+        assert "all (default" in by_name[name].description
+    assert by_name["stl10"].splits == ("train", "test", "unlabeled", "all")
+    assert by_name["tiny-imagenet"].default_split == "train"
+    assert by_name["imagenet10"].splits == ("train", "all")
+    assert by_name["mnist-test"].splits == ("all",)
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def test_split_is_validated(tmp_path: Path) -> None:
+    with pytest.raises(
+        DataError, match=r"cifar10 has no split 'val'; choose one of train, test, all"
+    ):
+        load_dataset("cifar10", root=tmp_path, split="val")
+    with pytest.raises(DataError, match=r"digits has no train/test splits; drop split 'test'"):
+        load_dataset("digits", split="test")
+    assert len(load_dataset("digits", split="all")) == 1797
+    np.save(tmp_path / "v.npy", np.ones((4, 3), np.float32))
+    with pytest.raises(DataError, match="applies to registered data sets only"):
+        load_dataset(tmp_path / "v.npy", split="train")

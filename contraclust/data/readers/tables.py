@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from contraclust.data.dataset import ArrayDataset
-from contraclust.data.formats import _dataset_from_arrays, _labels_and_names, _require_file
+from contraclust.data.readers.arrays import dataset_from_arrays, labels_and_names
+from contraclust.data.readers.common import require_file
 from contraclust.errors import DataError
 
 __all__ = ["DEFAULT_LABEL_COLUMN", "TABLE_SUFFIXES", "load_table_file"]
@@ -59,7 +60,7 @@ def load_table_file(path: str | Path, label_column: str | None = None) -> ArrayD
         ('vector', (384,))
     """
     path = Path(path)
-    _require_file(path)
+    require_file(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         vectors, labels = _read_csv(path, label_column)
@@ -70,8 +71,8 @@ def load_table_file(path: str | Path, label_column: str | None = None) -> ArrayD
     label_values, class_names = (None, None)
     if labels is not None:
         column, values = labels
-        label_values, class_names = _labels_and_names(values, f"{path}[{column}]")
-    dataset = _dataset_from_arrays(vectors, label_values, class_names, path.stem, str(path))
+        label_values, class_names = labels_and_names(values, f"{path}[{column}]")
+    dataset = dataset_from_arrays(vectors, label_values, class_names, path.stem, str(path))
     dataset.validate()
     return dataset
 

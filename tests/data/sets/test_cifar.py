@@ -15,13 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contraclust.data import load_dataset
-from contraclust.data.benchmark_formats import read_cifar_binary, read_cifar_pickle
-from contraclust.data.class_lists import (
+from contraclust.data.readers.safe_pickle import load_data_pickle
+from contraclust.data.sets.cifar import (
     CIFAR10_CLASSES,
     CIFAR100_CLASSES,
     CIFAR100_SUPERCLASSES,
+    read_cifar_binary,
+    read_cifar_pickle,
 )
-from contraclust.data.safe_pickle import load_data_pickle
 from contraclust.errors import DataError
 
 FIRST_TEST_LABELS = [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]

@@ -1,16 +1,21 @@
-"""Tests of :func:`load_image_folder`: layout, labels, colour, size and bad files."""
+"""Tests of the image-folder reader (``data/readers/images.py``): layout, labels, colour,
+size and bad files, fuzzed files, and resizing."""
 
 from __future__ import annotations
 
+import io
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import damage
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from contraclust.data import load_image_folder
-from contraclust.data.formats import DEFAULT_IMAGE_SIZE
+from contraclust.data.readers.images import DEFAULT_IMAGE_SIZE, load_image_folder, resize_images
 from contraclust.errors import DataError
 
 
@@ -273,3 +278,65 @@ def test_decompression_bomb_is_skipped_on_request(
     dataset = load_image_folder(tmp_path, skip_bad=True)
     assert dataset.paths == ["fine.png"]
     assert dataset.skipped == ["huge.png"]
+
+
+def test_resize_images_short_side_then_centre_crop() -> None:
+    images = torch.zeros(2, 1, 10, 20, dtype=torch.uint8)
+    images[:, :, :, 10:] = 255
+    out = resize_images(images, 6)
+    assert tuple(out.shape) == (2, 1, 6, 6)
+    assert out.dtype == torch.uint8
+    assert int(out[0, 0, 3, 0]) == 0
+    assert int(out[0, 0, 3, 5]) == 255
+    assert resize_images(out, 6) is out
+
+
+# --------------------------------------------------------------------------- images
+
+
+def encoded(image_format: str, seed: int) -> bytes:
+    mode = "L" if image_format == "GIF" else "RGB"
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(12, 10, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+_VALID_IMAGES = {
+    suffix: encoded(image_format, 7)
+    for suffix, image_format in (("png", "PNG"), ("jpg", "JPEG"), ("bmp", "BMP"), ("gif", "GIF"))
+}
+
+
+@st.composite
+def image_files(draw: st.DrawFn) -> tuple[str, bytes]:
+    suffix = draw(st.sampled_from(sorted(_VALID_IMAGES)))
+    kind = draw(st.sampled_from(["valid", "damaged", "random"]))
+    if kind == "valid":
+        return suffix, _VALID_IMAGES[suffix]
+    if kind == "random":
+        return suffix, draw(st.binary(max_size=300))
+    return suffix, damage(draw(st.data()), _VALID_IMAGES[suffix])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    files=st.lists(image_files(), min_size=1, max_size=4),
+    skip_bad=st.booleans(),
+    image_size=st.sampled_from([None, 8]),
+)
+def test_image_folder_loads_or_data_error(
+    files: list[tuple[str, bytes]], skip_bad: bool, image_size: int | None
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        for i, (suffix, blob) in enumerate(files):
+            (Path(folder) / f"{i}.{suffix}").write_bytes(blob)
+        try:
+            dataset = load_image_folder(folder, image_size=image_size, skip_bad=skip_bad)
+        except DataError:
+            event("DataError")
+            return
+        event("loaded")
+    dataset.validate()
+    assert 1 <= len(dataset) == len(files) - len(dataset.skipped)
+    assert skip_bad or not dataset.skipped

@@ -1,8 +1,8 @@
 """Tests of downloading, checking and unpacking the benchmark sets, against a local server.
 
-Every transfer goes to a ``ThreadingHTTPServer`` on 127.0.0.1 started here; the table
-of sources is monkeypatched so that the published checksums are replaced by those of
-the small files built in each test.
+Every transfer goes to the ``ThreadingHTTPServer`` on 127.0.0.1 of the ``http_server``
+fixture (``local_http.py``); ``use_source`` replaces a family's origin so that the
+published checksums are replaced by those of the small files built in each test.
 """
 
 from __future__ import annotations
@@ -13,17 +13,15 @@ import pickle
 import socket
 import tarfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import write_idx
-from local_http import ServerState, serve
+from local_http import ServerState, set_origin, use_source
 
 from contraclust.data import download, load_dataset
 from contraclust.data.download import (
-    SOURCES,
     DownloadSource,
     RemoteFile,
     dataset_status,
@@ -44,20 +42,6 @@ MNIST_NAMES = (
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
-
-
-@pytest.fixture
-def state() -> ServerState:
-    return ServerState()
-
-
-@pytest.fixture
-def server(state: ServerState, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for variable in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.delenv(download.MIRROR_ENV, raising=False)
-    with serve(state) as url:
-        yield url
 
 
 def tar_gz(members: dict[str, bytes]) -> bytes:
@@ -101,30 +85,17 @@ def idx_files(tmp_path: Path) -> dict[str, bytes]:
     return out
 
 
-def use_source(
-    monkeypatch: pytest.MonkeyPatch,
-    family: str,
-    base_url: str,
-    files: dict[str, bytes],
-    unpack: bool = False,
-    also: dict[str, bytes] | None = None,
-) -> None:
-    remote = tuple(RemoteFile(name, md5=md5(data), unpack=unpack) for name, data in files.items())
-    extra = tuple(
-        RemoteFile(name, md5=md5(data), unpack=True) for name, data in (also or {}).items()
-    )
-    monkeypatch.setitem(download.SOURCES, family, DownloadSource(base_url, remote, extra))
-
-
 # --------------------------------------------------------------------------- happy path
 
 
 def test_download_verify_and_unpack_an_archive(
-    server: str, state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    http_server: str, http_state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     archive = cifar_binary_archive()
-    state.files["/kriz/cifar-10-binary.tar.gz"] = archive
-    use_source(monkeypatch, "cifar10", f"{server}/kriz/", {"cifar-10-binary.tar.gz": archive}, True)
+    http_state.files["/kriz/cifar-10-binary.tar.gz"] = archive
+    use_source(
+        monkeypatch, "cifar10", f"{http_server}/kriz/", {"cifar-10-binary.tar.gz": archive}, True
+    )
     root = tmp_path / "root"
     assert dataset_status("cifar10", root) == "missing"
 
@@ -145,46 +116,48 @@ def test_download_verify_and_unpack_an_archive(
     assert rows[0] == ("cifar-10-binary.tar.gz", True, f"md5 matches {md5(archive)}")
     assert dataset_status("cifar10", root) == "verified"
     # a second call finds the set in place and asks the server for nothing
-    count = len(state.requests)
+    count = len(http_state.requests)
     download_dataset("cifar10", root, progress=False)
-    assert len(state.requests) == count
+    assert len(http_state.requests) == count
 
 
 def test_plain_files_and_mirror_from_environment(
-    server: str, state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    http_server: str, http_state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     files = idx_files(tmp_path)
     for name, data in files.items():
-        state.files[f"/mirror/mnist/{name}"] = data
+        http_state.files[f"/mirror/mnist/{name}"] = data
     # the canonical address is not served: only the mirror can succeed
-    use_source(monkeypatch, "mnist", f"{server}/canonical/", files)
-    monkeypatch.setenv(download.MIRROR_ENV, f"{server}/mirror/")
+    use_source(monkeypatch, "mnist", f"{http_server}/canonical/", files)
+    monkeypatch.setenv(download.MIRROR_ENV, f"{http_server}/mirror/")
     root = tmp_path / "root"
 
     download_dataset("mnist-test", root, progress=False)
 
-    assert {path for path, _ in state.requests} == {f"/mirror/mnist/{n}" for n in MNIST_NAMES}
+    assert {path for path, _ in http_state.requests} == {f"/mirror/mnist/{n}" for n in MNIST_NAMES}
     assert len(load_dataset("mnist", root=root)) == 10
     assert load_dataset("mnist", root=root, split="test").labels.tolist() == [9, 8, 7, 6]
     assert dataset_status("mnist", root) == "verified"
 
 
 def test_base_url_argument_beats_environment(
-    server: str, state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    http_server: str, http_state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     files = idx_files(tmp_path)
     for name, data in files.items():
-        state.files[f"/given/mnist/{name}"] = data
-    use_source(monkeypatch, "mnist", f"{server}/canonical/", files)
-    monkeypatch.setenv(download.MIRROR_ENV, f"{server}/unused")
-    download_dataset("mnist", tmp_path / "root", base_url=f"{server}/given", progress=False)
-    assert all(path.startswith("/given/mnist/") for path, _ in state.requests)
+        http_state.files[f"/given/mnist/{name}"] = data
+    use_source(monkeypatch, "mnist", f"{http_server}/canonical/", files)
+    monkeypatch.setenv(download.MIRROR_ENV, f"{http_server}/unused")
+    download_dataset("mnist", tmp_path / "root", base_url=f"{http_server}/given", progress=False)
+    assert all(path.startswith("/given/mnist/") for path, _ in http_state.requests)
 
 
 def test_missing_file_on_server_names_the_address(
-    server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    http_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    use_source(monkeypatch, "mnist", f"{server}/nothing/", {name: b"x" for name in MNIST_NAMES})
+    use_source(
+        monkeypatch, "mnist", f"{http_server}/nothing/", {name: b"x" for name in MNIST_NAMES}
+    )
     with pytest.raises(DataError, match=r"nothing/train-images-idx3-ubyte\.gz answered HTTP 404"):
         download_dataset("mnist", tmp_path, progress=False)
     assert not list((tmp_path / "mnist").glob("*.part"))
@@ -194,16 +167,16 @@ def test_missing_file_on_server_names_the_address(
 
 
 def test_checksum_mismatch_deletes_the_download_and_names_both_hashes(
-    server: str, state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    http_server: str, http_state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     archive = cifar_binary_archive()
-    state.files["/kriz/cifar-10-binary.tar.gz"] = archive
+    http_state.files["/kriz/cifar-10-binary.tar.gz"] = archive
     published = "0123456789abcdef0123456789abcdef"
-    monkeypatch.setitem(
-        download.SOURCES,
+    set_origin(
+        monkeypatch,
         "cifar10",
         DownloadSource(
-            f"{server}/kriz/",
+            f"{http_server}/kriz/",
             (RemoteFile("cifar-10-binary.tar.gz", md5=published, unpack=True),),
         ),
     )
@@ -218,12 +191,12 @@ def test_checksum_mismatch_deletes_the_download_and_names_both_hashes(
 
 
 def test_verify_reports_a_corrupted_file(
-    server: str, state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    http_server: str, http_state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     files = idx_files(tmp_path)
     for name, data in files.items():
-        state.files[f"/m/{name}"] = data
-    use_source(monkeypatch, "mnist", f"{server}/m/", files)
+        http_state.files[f"/m/{name}"] = data
+    use_source(monkeypatch, "mnist", f"{http_server}/m/", files)
     download_dataset("mnist", tmp_path, progress=False)
     target = tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz"
     target.write_bytes(target.read_bytes() + b"tail")
@@ -237,10 +210,10 @@ def test_verify_reports_a_corrupted_file(
     assert rows["train-images-idx3-ubyte.gz"][0]
     # after deleting it, downloading again fetches only that file
     target.unlink()
-    count = len(state.requests)
+    count = len(http_state.requests)
     download_dataset("mnist", tmp_path, progress=False)
     assert target.read_bytes() == files["t10k-labels-idx1-ubyte.gz"]
-    assert state.requests[count:] == [("/m/t10k-labels-idx1-ubyte.gz", None)]
+    assert http_state.requests[count:] == [("/m/t10k-labels-idx1-ubyte.gz", None)]
     assert dataset_status("mnist", tmp_path) == "verified"
 
 
@@ -254,8 +227,8 @@ def big_payload() -> bytes:
 @pytest.mark.parametrize("honour_range", [True, False], ids=["range", "no-range"])
 def test_interrupted_transfer_is_resumed(
     honour_range: bool,
-    server: str,
-    state: ServerState,
+    http_server: str,
+    http_state: ServerState,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
@@ -263,26 +236,28 @@ def test_interrupted_transfer_is_resumed(
     payload = big_payload()
     files["train-images-idx3-ubyte.gz"] = payload  # served whole; never loaded
     for name, data in files.items():
-        state.files[f"/m/{name}"] = data
-    use_source(monkeypatch, "mnist", f"{server}/m/", files)
-    state.honour_range = honour_range
-    state.cut_after, state.cuts_left = 100_000, 1
+        http_state.files[f"/m/{name}"] = data
+    use_source(monkeypatch, "mnist", f"{http_server}/m/", files)
+    http_state.honour_range = honour_range
+    http_state.cut_after, http_state.cuts_left = 100_000, 1
 
     download_dataset("mnist", tmp_path, progress=False, attempts=2)
 
     target = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
     assert target.read_bytes() == payload
-    first = [rng for path, rng in state.requests if path.endswith("train-images-idx3-ubyte.gz")]
+    first = [
+        rng for path, rng in http_state.requests if path.endswith("train-images-idx3-ubyte.gz")
+    ]
     assert first == [None, "bytes=100000-"]
 
 
 def test_resume_across_calls(
-    server: str, state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    http_server: str, http_state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     payload = big_payload()
-    state.files["/m/train-images-idx3-ubyte.gz"] = payload
-    use_source(monkeypatch, "mnist", f"{server}/m/", {"train-images-idx3-ubyte.gz": payload})
-    state.cut_after, state.cuts_left = 120_000, 1
+    http_state.files["/m/train-images-idx3-ubyte.gz"] = payload
+    use_source(monkeypatch, "mnist", f"{http_server}/m/", {"train-images-idx3-ubyte.gz": payload})
+    http_state.cut_after, http_state.cuts_left = 120_000, 1
     with pytest.raises(DataError, match=r"stopped after 120000 bytes .* run the same command"):
         download_dataset("mnist", tmp_path, progress=False, attempts=1)
     partial = tmp_path / "mnist" / "train-images-idx3-ubyte.gz.part"
@@ -294,37 +269,37 @@ def test_resume_across_calls(
 
     assert (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").read_bytes() == payload
     assert not partial.exists()
-    assert state.requests[1] == ("/m/train-images-idx3-ubyte.gz", "bytes=120000-")
+    assert http_state.requests[1] == ("/m/train-images-idx3-ubyte.gz", "bytes=120000-")
 
 
 def test_stale_partial_file_is_discarded_and_fetched_again(
-    server: str, state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    http_server: str, http_state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     payload = big_payload()
-    state.files["/m/train-images-idx3-ubyte.gz"] = payload
-    use_source(monkeypatch, "mnist", f"{server}/m/", {"train-images-idx3-ubyte.gz": payload})
+    http_state.files["/m/train-images-idx3-ubyte.gz"] = payload
+    use_source(monkeypatch, "mnist", f"{http_server}/m/", {"train-images-idx3-ubyte.gz": payload})
     partial = tmp_path / "mnist" / "train-images-idx3-ubyte.gz.part"
     partial.parent.mkdir(parents=True)
     partial.write_bytes(b"\0" * 1000)  # left by another source: its bytes are wrong
     with pytest.raises(DataError, match="t10k-images"):
         download_dataset("mnist", tmp_path, progress=False)
     assert (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").read_bytes() == payload
-    assert [rng for _, rng in state.requests[:2]] == ["bytes=1000-", None]
+    assert [rng for _, rng in http_state.requests[:2]] == ["bytes=1000-", None]
 
 
 def test_complete_partial_file_is_accepted_when_nothing_is_left_to_send(
-    server: str, state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    http_server: str, http_state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     payload = big_payload()
-    state.files["/m/train-images-idx3-ubyte.gz"] = payload
-    use_source(monkeypatch, "mnist", f"{server}/m/", {"train-images-idx3-ubyte.gz": payload})
+    http_state.files["/m/train-images-idx3-ubyte.gz"] = payload
+    use_source(monkeypatch, "mnist", f"{http_server}/m/", {"train-images-idx3-ubyte.gz": payload})
     partial = tmp_path / "mnist" / "train-images-idx3-ubyte.gz.part"
     partial.parent.mkdir(parents=True)
     partial.write_bytes(payload)
     with pytest.raises(DataError, match="t10k-images"):
         download_dataset("mnist", tmp_path, progress=False)
     assert (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").read_bytes() == payload
-    assert state.requests == [("/m/train-images-idx3-ubyte.gz", f"bytes={len(payload)}-")]
+    assert http_state.requests == [("/m/train-images-idx3-ubyte.gz", f"bytes={len(payload)}-")]
 
 
 # --------------------------------------------------------------------------- unpacking
@@ -441,11 +416,11 @@ def test_damaged_archive_is_a_data_error(tmp_path: Path) -> None:
 
 
 def test_downloaded_archive_with_an_escape_is_not_unpacked(
-    server: str, state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    http_server: str, http_state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     archive = tar_with("parent")
-    state.files["/s/stl10_binary.tar.gz"] = archive
-    use_source(monkeypatch, "stl10", f"{server}/s/", {"stl10_binary.tar.gz": archive}, True)
+    http_state.files["/s/stl10_binary.tar.gz"] = archive
+    use_source(monkeypatch, "stl10", f"{http_server}/s/", {"stl10_binary.tar.gz": archive}, True)
     root = tmp_path / "deep" / "root"
     with pytest.raises(DataError, match="points outside"):
         download_dataset("stl10", root, progress=False)
@@ -457,7 +432,7 @@ def test_downloaded_archive_with_an_escape_is_not_unpacked(
 
 
 def test_official_archive_already_present_is_checked_and_unpacked(
-    server: str, state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    http_server: str, http_state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     archive = cifar_binary_archive()
     # the user has the *other* official archive; the download source is never asked
@@ -465,7 +440,7 @@ def test_official_archive_already_present_is_checked_and_unpacked(
     use_source(
         monkeypatch,
         "cifar10",
-        f"{server}/kriz/",
+        f"{http_server}/kriz/",
         {"cifar-10-binary.tar.gz": archive},
         unpack=True,
         also={"cifar-10-python.tar.gz": python_archive},
@@ -478,7 +453,7 @@ def test_official_archive_already_present_is_checked_and_unpacked(
 
     download_dataset("cifar10", tmp_path, progress=False)
 
-    assert state.requests == []
+    assert http_state.requests == []
     dataset = load_dataset("cifar10", root=tmp_path)
     assert dataset.labels.tolist() == [1, 2, 3, 4, 5, 0]
     assert int(dataset.data[4].max()) == 5
@@ -518,12 +493,12 @@ def test_registry_error_names_the_download_command(tmp_path: Path) -> None:
 
 
 def test_ensure_dataset_downloads_only_when_missing(
-    server: str, state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    http_server: str, http_state: ServerState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     files = idx_files(tmp_path)
     for name, data in files.items():
-        state.files[f"/m/{name}"] = data
-    use_source(monkeypatch, "mnist", f"{server}/m/", files)
+        http_state.files[f"/m/{name}"] = data
+    use_source(monkeypatch, "mnist", f"{http_server}/m/", files)
     assert ensure_dataset("mnist-test", tmp_path, progress=False) is True
     assert ensure_dataset("mnist-test", tmp_path, progress=False) is False
     assert ensure_dataset(str(tmp_path), tmp_path, progress=False) is False  # a folder
@@ -550,18 +525,24 @@ def test_unreachable_address_is_one_clear_error(
         download_dataset("mnist", tmp_path, progress=False)
 
 
-def test_stored_sha256_matches_the_real_mnist_label_files(shared_data_dir: Path) -> None:
-    """The SHA-256s come from another project's lists; two of them can be checked here."""
-    known = {remote.name: remote for remote in SOURCES["mnist"].files}
-    for official, shared in (
-        ("t10k-labels-idx1-ubyte.gz", "mnist-t10k-labels-idx1-ubyte.gz"),
-        ("train-labels-idx1-ubyte.gz", "mnist-train-labels-idx1-ubyte.gz"),
-    ):
-        digest = hashlib.sha256((shared_data_dir / shared).read_bytes()).hexdigest()
-        assert known[official].checksum == ("sha256", digest)
-
-
 def test_sha256_is_preferred_to_md5() -> None:
     remote = RemoteFile("a.bin", md5="0" * 32, sha256="f" * 64)
     assert remote.checksum == ("sha256", "f" * 64)
     assert RemoteFile("b.bin", md5="A" * 32).checksum == ("md5", "a" * 32)
+
+
+def test_progress_is_a_tqdm_bar_on_stderr(
+    http_server: str,
+    http_state: ServerState,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    payload = big_payload()
+    http_state.files["/m/train-images-idx3-ubyte.gz"] = payload
+    use_source(monkeypatch, "mnist", f"{http_server}/m/", {"train-images-idx3-ubyte.gz": payload})
+    with pytest.raises(DataError, match="t10k-images"):  # only the first file is served
+        download_dataset("mnist", tmp_path, progress=True)
+    err = capsys.readouterr().err
+    assert f"mnist: downloading {http_server}/m/train-images-idx3-ubyte.gz" in err
+    assert "train-images-idx3-ubyte.gz: 100%" in err and "293k/293k" in err

@@ -13,7 +13,7 @@ import pytest
 from contraclust import Clusterer
 from contraclust.cli import main
 from contraclust.data import load_dataset
-from contraclust.data.tables import load_table_file
+from contraclust.data.readers.tables import load_table_file
 from contraclust.errors import DataError
 
 
