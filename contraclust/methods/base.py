@@ -35,8 +35,7 @@ head trained only from epoch ``start_epoch`` on::
     @classmethod
     def check_schedule(cls, params, epochs: int) -> None:
         if params.start_epoch >= epochs:
-            raise ConfigError(f"x: start_epoch={params.start_epoch:g} is not reached "
-                              f"within epochs={epochs}; lower start_epoch or raise --epochs")
+            raise ConfigError(late_schedule("x", "start_epoch", params.start_epoch, epochs))
 """
 
 from __future__ import annotations
@@ -58,6 +57,15 @@ from contraclust.models import build_backbone
 #: ``encode(fn)``: ``fn`` applied to the clean, normalised training data in batches on
 #: the training device; the outputs concatenated in dataset order, on the CPU.
 Encode = Callable[[Callable[[Tensor], Tensor]], Tensor]
+
+
+def late_schedule(method: str, setting: str, value: float, epochs: int, note: str = "") -> str:
+    """The one-line refusal of a schedule that does not start within ``epochs``;
+    ``note`` replaces "is not reached within" where that would not say it."""
+    return (
+        f"{method}: {setting}={value:g} {note or 'is not reached within'} epochs={epochs}; "
+        f"lower {setting} or train longer"
+    )
 
 
 def steps_in(epochs: float, steps_per_epoch: int) -> int:

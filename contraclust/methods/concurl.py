@@ -76,6 +76,7 @@ from contraclust.methods.base import (
     VIEW_PASSES,
     ClusteringMethod,
     encode_views,
+    late_schedule,
     register_method,
 )
 from contraclust.methods.sinkhorn_queue import (
@@ -218,10 +219,9 @@ class ConCURL(ClusteringMethod):
         check_queue_schedule("concurl", params.queue_length, params.queue_start_epoch, epochs)
         frozen = params.freeze_prototypes_epochs
         if frozen > 0 and frozen >= epochs:
+            whole = "keeps the prototypes from training in a whole run of"
             raise ConfigError(
-                f"concurl: freeze_prototypes_epochs={frozen:g} covers the whole run of "
-                f"epochs={epochs}, so the prototypes would never train; lower "
-                "freeze_prototypes_epochs or raise --epochs"
+                late_schedule("concurl", "freeze_prototypes_epochs", frozen, epochs, whole)
             )
 
     def build(self) -> None:

@@ -54,7 +54,7 @@ from contraclust.checks import check_choice, check_fraction, check_int, check_nu
 from contraclust.errors import ConfigError
 from contraclust.losses import AnchorLoss, DECLoss, NTXentLoss, dec_target, student_t_assignment
 from contraclust.losses.distributed import is_distributed
-from contraclust.methods.base import ClusteringMethod, Encode, register_method
+from contraclust.methods.base import ClusteringMethod, Encode, late_schedule, register_method
 from contraclust.methods.repair import repair_centers
 from contraclust.models import ProjectionHead
 
@@ -171,17 +171,11 @@ class DECA(ClusteringMethod):
     def check_schedule(cls, params: Any, epochs: int) -> None:
         start = params.kmeans_init_epoch
         if start > 0 and start >= epochs:
-            raise ConfigError(
-                f"deca: kmeans_init_epoch={start:g} is not reached within epochs={epochs}; "
-                "lower kmeans_init_epoch or raise --epochs"
-            )
+            raise ConfigError(late_schedule("deca", "kmeans_init_epoch", start, epochs))
         every = params.reseed_interval_epochs
         if every > 0 and start + every >= epochs:
-            raise ConfigError(
-                f"deca: reseed_interval_epochs={every:g} makes its first check at epoch "
-                f"{start + every:g}, not within epochs={epochs}; lower "
-                "reseed_interval_epochs or raise --epochs"
-            )
+            first = f"makes its first check at epoch {start + every:g}, not within"
+            raise ConfigError(late_schedule("deca", "reseed_interval_epochs", every, epochs, first))
 
     def build(self) -> None:
         p, model, dim = self.params, self.model_config, self.feature_dim

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from contraclust.checks import check_int, check_number
 from contraclust.errors import ConfigError
 from contraclust.losses.queue import EmbeddingQueue
-from contraclust.methods.base import steps_in
+from contraclust.methods.base import late_schedule, steps_in
 
 __all__ = ["SinkhornQueue", "check_queue_params", "check_queue_schedule"]
 
@@ -47,10 +47,7 @@ def check_queue_params(length: int, start_epoch: float, sinkhorn_runs: bool) -> 
 def check_queue_schedule(method: str, length: int, start_epoch: float, epochs: int) -> None:
     """Refuse a queue that would not start filling within the run's ``epochs``."""
     if length > 0 and start_epoch > 0 and start_epoch >= epochs:
-        raise ConfigError(
-            f"{method}: queue_start_epoch={start_epoch:g} is not reached within "
-            f"epochs={epochs}; lower queue_start_epoch or raise --epochs"
-        )
+        raise ConfigError(late_schedule(method, "queue_start_epoch", start_epoch, epochs))
 
 
 class SinkhornQueue(nn.Module):

@@ -341,8 +341,8 @@ CASES: dict[str, Case] = {
             *["fit", "digits", "--method", "deca", "--preset", "deca/digits"],
             *["--epochs", "2", "--out", str(tmp / "deca"), "--device", "cpu", "--quiet"],
         ],
-        r"deca: kmeans_init_epoch=4 is not reached within epochs=2",
-        r"lower kmeans_init_epoch or raise --epochs",
+        r"deca: kmeans_init_epoch=4 is not reached within --epochs 2",
+        r"lower kmeans_init_epoch or train longer",
     ),
     "a setting counted in steps": Case(
         lambda tmp, run: ["fit", "--method", "deca", "-p", "reseed_interval=144", *TINY],

@@ -162,8 +162,8 @@ def test_a_preset_schedule_longer_than_the_run_is_refused_before_any_file(
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines == [
-        "contraclust: error: deca: kmeans_init_epoch=4 is not reached within epochs=2; "
-        "lower kmeans_init_epoch or raise --epochs"
+        "contraclust: error: deca: kmeans_init_epoch=4 is not reached within --epochs 2; "
+        "lower kmeans_init_epoch or train longer"
     ]
     assert not out.exists()
 

@@ -145,7 +145,9 @@ def test_prototypes_are_renormalised_and_frozen_for_the_first_epochs(
 
 
 def test_freezing_the_prototypes_for_the_whole_run_is_refused(digits_small) -> None:
-    with pytest.raises(ConfigError, match="freeze_prototypes_epochs=2 covers the whole run"):
+    with pytest.raises(
+        ConfigError, match="freeze_prototypes_epochs=2 keeps the prototypes from training"
+    ):
         fit(small_cfg(epochs=2, freeze_prototypes_epochs=2), digits_small, quiet=True)
 
 

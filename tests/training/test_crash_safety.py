@@ -176,6 +176,7 @@ def small_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     np.save(folder / "digits300.npy", images)
     preset = {
         "method": "cc",
+        "data": {"name": str(folder / "digits300.npy")},  # made for this data: no warning
         "n_clusters": 10,
         "model": {"backbone": "small_cnn", "width": 8, "hidden_dim": 32, "projection_dim": 16},
         "optim": {"lr": 1e-3},
