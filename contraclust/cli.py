@@ -83,12 +83,14 @@ def _format_metrics(metrics: dict[str, Any] | None) -> str:
 # ---------------------------------------------------------------------- verbs
 def cmd_fit(args: argparse.Namespace) -> int:
     from contraclust.training import fit
-    from contraclust.training.loop import launched_rank
+    from contraclust.training.loop import check_method_settings, launched_rank
 
     cfg = build_config(args)
     out = Path(args.out) if args.out else _default_out(cfg)
     if args.resume:
         _keep_run_settings(args, cfg, out)
+    else:
+        check_method_settings(cfg)  # a refused setting prints its one line only
     if args.download and launched_rank() == 0:
         from contraclust.data.download import ensure_dataset
 

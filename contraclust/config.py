@@ -123,7 +123,8 @@ class OptimConfig:
     momentum: float = 0.9
     #: ``constant`` or ``cosine`` (decays to 0 over the run, after the warm-up).
     schedule: str = "constant"
-    warmup_epochs: int = 0
+    #: Epochs of linear warm-up of the learning rate (a fraction allowed; 0: none).
+    warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         self.check()

@@ -2,12 +2,13 @@
 
 ``run_on_processes(body, out_dir)`` spawns ``world_size`` processes, joins them in a
 gloo group on 127.0.0.1, runs ``body(rank)`` in each and returns what every rank
-returned, in rank order. One spawn is meant to serve a whole test module (process
-start-up dominates the cost): a module declares
-``rank_results = rank_results_fixture(rank_body)``, a module-scoped fixture that spawns
-once, and its tests compare the results with the same computations done in one
-process on the whole batch (``assert_every_rank_close``). ``SPLITS`` are the per-rank
-batch sizes every module tries: equal, and unequal.
+returned, in rank order. Rank 0 listens on a port the system picks (port 0) and
+passes its number to the others, so no port is freed and taken again later. One
+spawn is meant to serve a whole test module (process start-up dominates the cost): a
+module declares ``rank_results = rank_results_fixture(rank_body)``, a module-scoped
+fixture that spawns once, and its tests compare the results with the same computations
+done in one process on the whole batch (``assert_every_rank_close``). ``SPLITS`` are the
+per-rank batch sizes every module tries: equal, and unequal.
 
 ``body`` must be a module-level function of the test module, so that it pickles by
 name under the ``spawn`` start method; its results must be ``torch.save``-able.
@@ -16,7 +17,6 @@ name under the ``spawn`` start method; its results must be ``torch.save``-able.
 from __future__ import annotations
 
 import datetime
-import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,28 +33,29 @@ WORLD = 2
 SPLITS: dict[str, tuple[int, int]] = {"equal": (4, 4), "unequal": (3, 5)}
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _join_group(rank: int, world_size: int, ports: Any) -> None:
+    """Rank 0 binds port 0 (the system picks a free one) in the store it listens with
+    and sends the port to every other rank through ``ports``, a queue."""
+    if rank == 0:
+        store = dist.TCPStore(
+            "127.0.0.1", 0, world_size, is_master=True, timeout=TIMEOUT, wait_for_workers=False
+        )
+        for _ in range(world_size - 1):
+            ports.put(store.port)
+    else:
+        store = dist.TCPStore("127.0.0.1", ports.get(), world_size, timeout=TIMEOUT)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size, timeout=TIMEOUT)
 
 
 def _worker(
     local_rank: int,
     body: Callable[[int], dict[str, Any]],
-    port: int,
+    ports: Any,
     out_dir: str,
     world_size: int,
 ) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=local_rank,
-        world_size=world_size,
-        timeout=TIMEOUT,
-    )
+    _join_group(local_rank, world_size, ports)
     try:
         torch.save(body(local_rank), Path(out_dir) / f"rank{local_rank}.pt")
     finally:
@@ -73,9 +74,10 @@ def run_on_processes(
     with pytest.MonkeyPatch.context() as patch:
         # Keep gloo on the loopback interface; the children inherit this at spawn.
         patch.setenv("GLOO_SOCKET_IFNAME", "lo")
+        ports = mp.get_context("spawn").SimpleQueue()
         mp.spawn(
             _worker,
-            args=(body, free_port(), str(out_dir), world_size),
+            args=(body, ports, str(out_dir), world_size),
             nprocs=world_size,
             join=True,
         )

@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -106,3 +107,30 @@ def write_tiny_imagenet(root: Path) -> list[str]:
         annotations.append(f"val_{k}.JPEG\t{wnid}\t0\t0\t63\t63")
     (base / "val" / "val_annotations.txt").write_text("\n".join(annotations) + "\n")
     return sorted(wnids)
+
+
+def one_class_in_two_and_two_in_one(
+    centers: torch.Tensor, proj_dim: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A made-up training set for cluster repair: features ``h``, embedding ``z`` and
+    labels of 400 points, and ``centers`` (3 x d, set in place) to go with them.
+
+    Three centres in the first two coordinates: one class (a Gaussian at the origin)
+    cut in two by centres 0 and 1, and two tight groups at (20, -3) and (20, 3)
+    sharing centre 2. Features and embedding are the same points.
+    """
+    gen = torch.Generator().manual_seed(0)
+    blob = torch.randn(200, 2, generator=gen)
+    pair = torch.randn(200, 2, generator=gen) * 0.3 + torch.tensor([20.0, 0.0])
+    pair[:100, 1] -= 3.0
+    pair[100:, 1] += 3.0
+    points = torch.cat([blob, pair])
+    labels = torch.cat([(blob[:, 0] >= 0).long(), torch.full((200,), 2)])
+    h = torch.zeros(400, centers.shape[1])
+    h[:, :2] = points
+    z = torch.zeros(400, proj_dim)
+    z[:, :2] = points
+    with torch.no_grad():
+        centers.zero_()
+        centers[:, :2] = torch.tensor([[-0.8, 0.0], [0.8, 0.0], [20.0, 0.0]])
+    return h, z, labels

@@ -129,4 +129,6 @@ def test_methods_page_covers_every_method() -> None:
 
     text = (DOCS / "methods.md").read_text()
     for name in method_names():
+        if not get_method(name).__module__.startswith("contraclust."):
+            continue  # a method a test module registered for itself
         assert f"--method {name}" in text or f"`{get_method(name).name}`" in text, name

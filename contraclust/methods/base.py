@@ -2,12 +2,45 @@
 
 A method is an ``nn.Module`` that owns its backbone, heads, losses and the input
 statistics it normalises with, so that a saved method predicts on new data by itself.
-The training loop feeds it augmented views; it returns its losses and says how it
-predicts (``cluster_probs``) and what its embedding is (``embed``).
+The base class builds the backbone (``self.backbone``, ``self.feature_dim``); a method
+adds its heads and losses in :meth:`ClusteringMethod.build`, returns its losses from
+``training_loss`` and says how it predicts (``cluster_probs``) and what its embedding
+is (``embed``).
+
+Lifecycle. The trainer owns the step and epoch counters and calls, in this order::
+
+    start_fit(encode, steps_per_epoch, resumed)   -> on_fit_start(encode, resumed)
+    for each epoch e of the method's training (0-based):
+        on_epoch_start(e)
+        for each step: on_step(step, e), then training_loss(...)   (step: global, 0-based)
+        on_epoch_end(e)
+
+``step`` counts the steps since the start of the run (``e * steps_per_epoch`` + the
+step within the epoch), so a resumed run calls the hooks with the numbers an
+uninterrupted run would have used; a run resumed inside epoch ``e`` calls
+``on_epoch_start(e)`` again before its remaining steps. A hook should therefore set
+state from its arguments rather than count calls, and keep in buffers what must
+survive a resume. The hooks run outside the data-parallel wrapper, on every process,
+with the method in training mode; the self-labelling epochs that may follow
+(``train.self_label_epochs``) replace the method's losses and call none of them.
+
+Every schedule is given in epochs (a fraction allowed) and turned into a step by
+:meth:`ClusteringMethod.step_at`; a method whose schedule cannot start within the
+run's epochs refuses it in :meth:`ClusteringMethod.check_schedule`. For example, a
+head trained only from epoch ``start_epoch`` on::
+
+    def on_step(self, step: int, epoch: int) -> None:
+        self.head_on = step >= self.step_at(self.params.start_epoch)
+
+    @classmethod
+    def check_schedule(cls, params, epochs: int) -> None:
+        if params.start_epoch >= epochs:
+            raise ConfigError(late_schedule("x", "start_epoch", params.start_epoch, epochs))
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -16,9 +49,31 @@ import torch
 from torch import Tensor, nn
 
 from contraclust.checks import check_choice
-from contraclust.config import KMEANS_SPACES, READOUTS, ModelConfig
+from contraclust.config import KMEANS_SPACES, READOUTS, ModelConfig, from_dict
 from contraclust.errors import ConfigError
 from contraclust.losses.self_label import SelfLabelLoss
+from contraclust.models import build_backbone
+
+#: ``encode(fn)``: ``fn`` applied to the clean, normalised training data in batches on
+#: the training device; the outputs concatenated in dataset order, on the CPU.
+Encode = Callable[[Callable[[Tensor], Tensor]], Tensor]
+
+
+def late_schedule(method: str, setting: str, value: float, epochs: int, note: str = "") -> str:
+    """The one-line refusal of a schedule that does not start within ``epochs``;
+    ``note`` replaces "is not reached within" where that would not say it."""
+    return (
+        f"{method}: {setting}={value:g} {note or 'is not reached within'} epochs={epochs}; "
+        f"lower {setting} or train longer"
+    )
+
+
+def steps_in(epochs: float, steps_per_epoch: int) -> int:
+    """The number of steps in ``epochs`` epochs (a fraction allowed):
+    ``epochs x steps_per_epoch`` rounded to the nearest step, halves up. Every schedule
+    of the trainer and of the methods is turned into steps by this one rule."""
+    return math.floor(epochs * steps_per_epoch + 0.5)
+
 
 #: How the augmented views go through the backbone (a method's ``view_passes``).
 VIEW_PASSES = ("joint", "separate")
@@ -57,6 +112,12 @@ class ClusteringMethod(nn.Module):
     n_views: ClassVar[int] = 2
     #: False for methods fitted in closed form (k-means): no gradient steps.
     trainable: ClassVar[bool] = True
+    #: False for methods without a network (k-means): no ``self.backbone`` is built.
+    uses_backbone: ClassVar[bool] = True
+    #: Settings the method once counted in steps, each mapped to its replacement in
+    #: epochs. A configuration that gives an old key is refused with the conversion; a
+    #: checkpoint written with one is converted when read (``epoch_settings``).
+    step_settings: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -76,6 +137,51 @@ class ClusteringMethod(nn.Module):
         channels = input_shape[0]
         self.register_buffer("input_mean", torch.zeros(channels))
         self.register_buffer("input_std", torch.ones(channels))
+        #: Steps in one epoch of the current run (set by ``start_fit``).
+        self.steps_per_epoch = 1
+        self._encode: Encode | None = None
+        if self.uses_backbone:
+            self.backbone = build_backbone(model.backbone, self.input_shape, model.width)
+            #: Width of the backbone feature ``h``.
+            self.feature_dim: int = self.backbone.out_dim
+        self.build()
+
+    def build(self) -> None:
+        """Create the method's heads, parameters, buffers and losses.
+
+        Called once by the constructor, after the backbone (``self.backbone``, of output
+        width ``self.feature_dim``); ``self.params``, ``self.n_clusters``,
+        ``self.n_samples`` and ``self.model_config`` are set by then.
+        """
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def parse_params(cls, raw: dict[str, Any]) -> Any:
+        """The method's ``Params`` from a mapping, refusing unknown keys and the keys
+        of settings once counted in steps."""
+        for old, new in cls.step_settings.items():
+            if old in raw:
+                raise ConfigError(
+                    f"params.{old} is no longer a {cls.name} option: it counted steps; give "
+                    f"{new} in epochs instead ({new} = {old} / steps per epoch, where steps "
+                    "per epoch = samples // batch size)"
+                )
+        return from_dict(cls.Params, raw, "params")
+
+    @classmethod
+    def epoch_settings(cls, raw: dict[str, Any], steps_per_epoch: int) -> dict[str, Any]:
+        """``raw`` with every setting once counted in steps given in epochs instead, for
+        a run of ``steps_per_epoch`` steps an epoch (checkpoints of older versions)."""
+        out = dict(raw)
+        for old, new in cls.step_settings.items():
+            if old in out:
+                out[new] = out.pop(old) / steps_per_epoch
+        return out
+
+    @classmethod
+    def check_schedule(cls, params: Any, epochs: int) -> None:
+        """Refuse (ConfigError) a run of ``epochs`` epochs in which one of the schedules
+        of ``params`` could not start. Called before training, by ``fit``."""
 
     # ------------------------------------------------------------------ input handling
     @property
@@ -132,17 +238,48 @@ class ClusteringMethod(nn.Module):
         """Raw data to network input without augmentation (the clean view)."""
         return self.normalize(self.to_unit(raw))
 
-    # ------------------------------------------------------------------ hooks
-    def on_fit_start(
-        self, encode: Callable[[Callable[[Tensor], Tensor]], Tensor], resumed: bool
-    ) -> None:
-        """Called before the first step of a run, new (``resumed=False``) or resumed.
+    # ------------------------------------------------------------------ lifecycle
+    def start_fit(self, encode: Encode, steps_per_epoch: int, resumed: bool) -> None:
+        """What the trainer calls before the first step of a run, new or resumed:
+        records the run's epoch length and data pass, then calls ``on_fit_start``."""
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        self._encode = encode
+        self.on_fit_start(encode, resumed)
+
+    def step_at(self, epochs: float) -> int:
+        """The step at which a schedule given in ``epochs`` (a fraction allowed) falls
+        in the current run (see :func:`steps_in`)."""
+        return steps_in(epochs, self.steps_per_epoch)
+
+    def data_pass(self, fn: Callable[[Tensor], Tensor]) -> Tensor:
+        """``fn`` over the clean training data (see ``Encode``); needs ``start_fit``."""
+        if self._encode is None:
+            raise RuntimeError(
+                f"{type(self).__name__} needs passes over the training data: start_fit "
+                "must run before the first training step"
+            )
+        return self._encode(fn)
+
+    def on_fit_start(self, encode: Encode, resumed: bool) -> None:
+        """Called before the first step of a run, new (``resumed=False``) or resumed
+        (the weights and buffers are then the checkpoint's).
 
         ``encode(fn)`` applies ``fn`` to the clean, normalised training data in batches
         on the training device and returns the concatenated outputs (in dataset order,
-        on the CPU). A method that needs passes over the data (k-means initialisation,
-        a dataset-level target) may keep ``encode`` and call it during training.
+        on the CPU); ``data_pass`` calls it later in the run.
         """
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before the first step of epoch ``epoch`` (0-based)."""
+
+    def on_step(self, step: int, epoch: int) -> dict[str, Tensor] | None:
+        """Called before training step ``step`` (0-based, counted from the start of the
+        run) of epoch ``epoch``. May return values to log for this step (scalar
+        tensors, averaged over the epoch into ``metrics.csv`` like the losses)."""
+        return None
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called after the last step of epoch ``epoch`` (0-based)."""
 
     def fit_closed_form(self, data: Tensor) -> None:
         """Fit a non-trainable method on the unit-space data (N, ...)."""
@@ -177,8 +314,9 @@ class ClusteringMethod(nn.Module):
         raise NotImplementedError
 
     def embed(self, x: Tensor) -> Tensor:
-        """B x d backbone embedding of a normalised batch (``transform``, K search)."""
-        raise NotImplementedError
+        """B x d embedding of a normalised batch (used by the k-means read-out): the
+        backbone feature ``h`` unless a method says otherwise."""
+        return self.backbone(x)
 
     def kmeans_spaces(self) -> tuple[str, ...]:
         """The spaces the k-means read-out can run in (``train.kmeans_space``).

@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from contraclust.checks import check_choice
-from contraclust.config import ModelConfig
 from contraclust.errors import ConfigError
 from contraclust.losses import ClusterContrastiveLoss, NTXentLoss
 from contraclust.methods.base import (
@@ -35,7 +34,7 @@ from contraclust.methods.base import (
     encode_views,
     register_method,
 )
-from contraclust.models import ClusterHead, ProjectionHead, build_backbone
+from contraclust.models import ClusterHead, ProjectionHead
 
 
 @dataclass
@@ -68,22 +67,15 @@ class ContrastiveClustering(ClusteringMethod):
     summary = "Contrastive Clustering (Li et al. 2021): instance + cluster-level contrast"
     Params = CCParams
 
-    def __init__(
-        self,
-        params: CCParams,
-        n_clusters: int,
-        input_shape: tuple[int, ...],
-        model: ModelConfig,
-        n_samples: int,
-    ) -> None:
-        super().__init__(params, n_clusters, input_shape, model, n_samples)
-        self.backbone = build_backbone(model.backbone, self.input_shape, model.width)
-        dim = self.backbone.out_dim
+    params: CCParams
+
+    def build(self) -> None:
+        p, model, dim = self.params, self.model_config, self.feature_dim
         self.instance_head = ProjectionHead(dim, model.hidden_dim, model.projection_dim)
-        self.cluster_head = ClusterHead(dim, n_clusters, model.hidden_dim)
-        self.instance_loss = NTXentLoss(params.instance_temperature, gather_distributed=True)
+        self.cluster_head = ClusterHead(dim, self.n_clusters, model.hidden_dim)
+        self.instance_loss = NTXentLoss(p.instance_temperature, gather_distributed=True)
         self.cluster_loss = ClusterContrastiveLoss(
-            params.cluster_temperature, params.entropy_weight, gather_distributed=True
+            p.cluster_temperature, p.entropy_weight, gather_distributed=True
         )
 
     def training_loss(self, views: list[Tensor], clean: Tensor, index: Tensor) -> dict[str, Tensor]:
@@ -102,9 +94,6 @@ class ContrastiveClustering(ClusteringMethod):
 
     def cluster_probs(self, x: Tensor) -> Tensor:
         return F.softmax(self.cluster_head(self.backbone(x)).float(), dim=1)
-
-    def embed(self, x: Tensor) -> Tensor:
-        return self.backbone(x)
 
     def kmeans_spaces(self) -> tuple[str, ...]:
         return ("backbone", "projection")

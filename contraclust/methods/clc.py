@@ -43,21 +43,25 @@ Prediction: argmax of ``c`` (or k-means on the backbone feature, ``embed``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from contraclust.checks import check_choice, check_number
-from contraclust.config import ModelConfig
 from contraclust.errors import ConfigError
 from contraclust.losses import CLCLoss, gather_with_grad
 from contraclust.losses.cluster_contrast import entropy_gap
 from contraclust.losses.ntxent import check_temperature
 from contraclust.losses.sinkhorn import sinkhorn_knopp
 from contraclust.methods.base import ClusteringMethod, register_method
-from contraclust.methods.sinkhorn_queue import SinkhornQueue, check_queue_params
-from contraclust.models import ClusterHead, ProjectionHead, build_backbone
+from contraclust.methods.sinkhorn_queue import (
+    SinkhornQueue,
+    check_queue_params,
+    check_queue_schedule,
+)
+from contraclust.models import ClusterHead, ProjectionHead
 
 EQUIPARTITIONS = ("sinkhorn_target", "balance_penalty", "none")
 CATEGORICAL_IN_SIMILARITY = ("softmax", "sinkhorn")
@@ -133,28 +137,27 @@ class CLC(ClusteringMethod):
     summary = "CLC / CDC (Ding et al. 2023, reconstructed): contrast on cluster + instance parts"
     Params = CLCParams
 
-    def __init__(
-        self,
-        params: CLCParams,
-        n_clusters: int,
-        input_shape: tuple[int, ...],
-        model: ModelConfig,
-        n_samples: int,
-    ) -> None:
-        super().__init__(params, n_clusters, input_shape, model, n_samples)
-        self.backbone = build_backbone(model.backbone, self.input_shape, model.width)
-        dim = self.backbone.out_dim
-        instance_dim = params.instance_dim or model.projection_dim
+    params: CLCParams
+
+    @classmethod
+    def check_schedule(cls, params: Any, epochs: int) -> None:
+        check_queue_schedule("clc", params.queue_length, params.queue_start_epoch, epochs)
+
+    def build(self) -> None:
+        p, model, dim = self.params, self.model_config, self.feature_dim
+        instance_dim = p.instance_dim or model.projection_dim
         self.instance_head = ProjectionHead(dim, model.hidden_dim, instance_dim)
-        self.cluster_head = ClusterHead(dim, n_clusters, model.hidden_dim)
+        self.cluster_head = ClusterHead(dim, self.n_clusters, model.hidden_dim)
         self.contrast = CLCLoss(
-            params.instance_temperature, params.category_temperature, gather_distributed=True
+            p.instance_temperature, p.category_temperature, gather_distributed=True
         )
         self.sinkhorn_queue = (
-            SinkhornQueue(params.queue_length, dim, params.queue_start_epoch, n_samples)
-            if params.queue_length
-            else None
+            SinkhornQueue(p.queue_length, dim, p.queue_start_epoch) if p.queue_length else None
         )
+
+    def on_step(self, step: int, epoch: int) -> None:
+        if self.sinkhorn_queue is not None:
+            self.sinkhorn_queue.schedule(step, self.steps_per_epoch)
 
     def _log_probs(self, h: Tensor) -> Tensor:
         """``log c`` of backbone features ``h``."""
@@ -209,9 +212,6 @@ class CLC(ClusteringMethod):
     def cluster_probs(self, x: Tensor) -> Tensor:
         logits = self.cluster_head(self.backbone(x)).float()
         return F.softmax(logits / self.params.softmax_temperature, dim=1)
-
-    def embed(self, x: Tensor) -> Tensor:
-        return self.backbone(x)
 
     def kmeans_spaces(self) -> tuple[str, ...]:
         return ("backbone", "projection")

@@ -55,13 +55,13 @@ full (see :mod:`contraclust.methods.sinkhorn_queue`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contraclust.checks import check_choice, check_int, check_number
-from contraclust.config import ModelConfig
 from contraclust.errors import ConfigError
 from contraclust.losses import (
     ConsensusLoss,
@@ -70,17 +70,21 @@ from contraclust.losses import (
     RandomProjections,
     SinkhornKnopp,
     SwappedPredictionLoss,
-    world_size,
 )
 from contraclust.losses.consensus import PROJECTION_KINDS
 from contraclust.methods.base import (
     VIEW_PASSES,
     ClusteringMethod,
     encode_views,
+    late_schedule,
     register_method,
 )
-from contraclust.methods.sinkhorn_queue import SinkhornQueue, check_queue_params
-from contraclust.models import ProjectionHead, build_backbone
+from contraclust.methods.sinkhorn_queue import (
+    SinkhornQueue,
+    check_queue_params,
+    check_queue_schedule,
+)
+from contraclust.models import ProjectionHead
 
 EXEMPLAR_LOSSES = ("nce", "ntxent")
 EXEMPLAR_VIEWS = ("both", "first")
@@ -141,8 +145,9 @@ class ConCURLParams:
     projection_out: int = 256
     #: Width of the exemplar head (paper: 128).
     exemplar_dim: int = 128
-    #: Keep the prototypes fixed for this many first epochs (SwAV's warm-up; 0: never).
-    freeze_prototypes_epochs: int = 0
+    #: Keep the prototypes fixed for this many first epochs (SwAV's warm-up; 0: never;
+    #: a fraction allowed). Must end within the run, or the prototypes never train.
+    freeze_prototypes_epochs: float = 0.0
     #: SwAV's queue: normalised ``z`` kept per view and per process for Sinkhorn (0: none).
     queue_length: int = 0
     #: Epoch (fractions allowed) from which the queue is filled; used once full.
@@ -190,7 +195,7 @@ class ConCURLParams:
             "exemplar_dim",
         ):
             check_int(name, getattr(self, name))
-        check_int("freeze_prototypes_epochs", self.freeze_prototypes_epochs, 0)
+        check_number("freeze_prototypes_epochs", self.freeze_prototypes_epochs, strict=False)
         check_queue_params(
             self.queue_length, self.queue_start_epoch, self.alpha > 0 or self.gamma > 0
         )
@@ -207,20 +212,20 @@ class ConCURL(ClusteringMethod):
     summary = "ConCURL (Deshmukh et al. 2022): exemplar, population and consensus consistency"
     Params = ConCURLParams
 
-    steps_done: Tensor
+    params: ConCURLParams
 
-    def __init__(
-        self,
-        params: ConCURLParams,
-        n_clusters: int,
-        input_shape: tuple[int, ...],
-        model: ModelConfig,
-        n_samples: int,
-    ) -> None:
-        super().__init__(params, n_clusters, input_shape, model, n_samples)
-        p = params
-        self.backbone = build_backbone(model.backbone, self.input_shape, model.width)
-        dim = self.backbone.out_dim
+    @classmethod
+    def check_schedule(cls, params: Any, epochs: int) -> None:
+        check_queue_schedule("concurl", params.queue_length, params.queue_start_epoch, epochs)
+        frozen = params.freeze_prototypes_epochs
+        if frozen > 0 and frozen >= epochs:
+            whole = "keeps the prototypes from training in a whole run of"
+            raise ConfigError(
+                late_schedule("concurl", "freeze_prototypes_epochs", frozen, epochs, whole)
+            )
+
+    def build(self) -> None:
+        p, n_clusters, dim = self.params, self.n_clusters, self.feature_dim
         self.projection_head = ProjectionHead(
             dim, p.projection_hidden, p.projection_out, batch_norm=True
         )
@@ -229,7 +234,7 @@ class ConCURL(ClusteringMethod):
         )
         self.sinkhorn = SinkhornKnopp(p.sinkhorn_eps, p.sinkhorn_iters, gather_distributed=True)
         self.sinkhorn_queue = (
-            SinkhornQueue(p.queue_length, p.projection_out, p.queue_start_epoch, n_samples)
+            SinkhornQueue(p.queue_length, p.projection_out, p.queue_start_epoch)
             if p.queue_length
             else None
         )
@@ -248,7 +253,7 @@ class ConCURL(ClusteringMethod):
             self.exemplar_head = nn.Linear(dim, p.exemplar_dim)
             if p.exemplar_loss == "nce":
                 self.memory_bank = MemoryBankNCE(
-                    n_samples,
+                    self.n_samples,
                     p.exemplar_dim,
                     p.n_negatives,
                     p.nce_temperature,
@@ -264,27 +269,35 @@ class ConCURL(ClusteringMethod):
             p.alpha > 0 or (p.gamma > 0 and not p.detach_consensus_prototypes)
         )
         self.prototypes.requires_grad_(prototypes_trained)
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        #: True during the first ``freeze_prototypes_epochs`` (set by ``on_step``).
+        self.prototypes_frozen = p.freeze_prototypes_epochs > 0
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        # Checkpoints written before the trainer owned the step count carry the method's.
+        state_dict.pop(prefix + "steps_done", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ training
-    def _prototypes_for_step(self, batch: int) -> Tensor:
+    def on_step(self, step: int, epoch: int) -> None:
+        self.prototypes_frozen = step < self.step_at(self.params.freeze_prototypes_epochs)
+        if self.sinkhorn_queue is not None:
+            self.sinkhorn_queue.schedule(step, self.steps_per_epoch)
+
+    def _prototypes_for_step(self) -> Tensor:
         """The prototypes, with a zero gradient during the first frozen epochs.
 
         They stay in the graph (multiplied by 0) rather than detached so that DDP sees the
         same set of used parameters in every step.
         """
-        epochs = self.params.freeze_prototypes_epochs
-        if not epochs or not self.prototypes.requires_grad:
-            return self.prototypes
-        steps_per_epoch = max(1, self.n_samples // max(1, batch * world_size()))
-        if int(self.steps_done) >= epochs * steps_per_epoch:
+        if not self.prototypes_frozen or not self.prototypes.requires_grad:
             return self.prototypes
         return self.prototypes.detach() + 0.0 * self.prototypes
 
     def training_loss(self, views: list[Tensor], clean: Tensor, index: Tensor) -> dict[str, Tensor]:
         p = self.params
         x1, x2 = views
-        batch = x1.shape[0]
         with torch.no_grad():
             self.prototypes.copy_(F.normalize(self.prototypes, dim=1))
         h = encode_views(self.backbone, [x1, x2], p.view_passes)
@@ -311,7 +324,7 @@ class ConCURL(ClusteringMethod):
                 exemplar = self.ntxent(e1, e2)
         if self.uses_assignments:
             z = self._project(h)
-            prototypes = self._prototypes_for_step(batch)
+            prototypes = self._prototypes_for_step()
             unit_z = F.normalize(z, dim=1)
             scores = unit_z @ prototypes.T
             s1, s2 = scores.chunk(2)
@@ -327,8 +340,6 @@ class ConCURL(ClusteringMethod):
             if p.gamma > 0:
                 z1, z2 = z.chunk(2)
                 consensus = self.consensus_loss(z1, z2, prototypes, q1, q2, self.projections)
-        if self.training:
-            self.steps_done += 1
         loss = p.beta * exemplar + p.alpha * population + p.gamma * consensus
         return {
             "loss": loss,
@@ -351,9 +362,6 @@ class ConCURL(ClusteringMethod):
 
     def cluster_probs(self, x: Tensor) -> Tensor:
         return F.softmax(self.scores(x) / self.params.temperature, dim=1)
-
-    def embed(self, x: Tensor) -> Tensor:
-        return self.backbone(x)
 
     def kmeans_spaces(self) -> tuple[str, ...]:
         spaces = ("backbone", "projection")

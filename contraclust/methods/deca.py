@@ -22,14 +22,16 @@ scheme), the mean over the batch in every KL term, one backbone pass over the 3B
 images (BatchNorm sees clean and augmented images together), the re-estimation of
 the BatchNorm statistics before the k-means initialisation
 (``recalibrate_batchnorm``), the option to run that initialisation after some
-steps of instance contrast instead of on the untrained network
-(``kmeans_init_step``; on digits, 168 steps reach ACC 0.96 with it against 0.77 after
-210 steps without: see contraclust/presets/deca/digits.yaml), the option to run that k-means
+epochs of instance contrast instead of on the untrained network
+(``kmeans_init_epoch``; results in BENCHMARKS.md), the option to run that k-means
 on the normalised projector outputs rather than on the backbone features
 (``kmeans_space: projection``; the centres are then the mean features of its clusters),
-and the re-seeding of clusters that training has emptied (``reseed_interval``; the
-handling of empty clusters follows DeepCluster's idea, Caron et al. 2018: give the
-empty cluster half of a non-empty one; our choice of which one to split is new).
+and the repair of clusters that training has emptied (``reseed_interval_epochs``,
+with :mod:`contraclust.methods.repair`).
+
+Schedules are in epochs and run in the training hooks: the k-means start at
+``kmeans_init_epoch``, the repair checks every ``reseed_interval_epochs`` after it and
+the refreshes of the data-set-level target every ``target_update_epochs``.
 
 Data-parallel training: the instance and DEC losses gather over the global batch;
 k-means, the BatchNorm re-estimation and the data-set-level target are computed by
@@ -40,10 +42,8 @@ led the processes' k-means apart).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -51,68 +51,15 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from contraclust.checks import check_choice, check_fraction, check_int, check_number
-from contraclust.config import ModelConfig
 from contraclust.errors import ConfigError
 from contraclust.losses import AnchorLoss, DECLoss, NTXentLoss, dec_target, student_t_assignment
 from contraclust.losses.distributed import is_distributed
-from contraclust.methods.base import ClusteringMethod, register_method
-from contraclust.models import ProjectionHead, build_backbone
-
-log = logging.getLogger("contraclust")
+from contraclust.methods.base import ClusteringMethod, Encode, late_schedule, register_method
+from contraclust.methods.repair import repair_centers
+from contraclust.models import ProjectionHead
 
 TARGETS = ("batch", "dataset")
 KMEANS_SPACES = ("backbone", "projection")
-
-Encode = Callable[[Callable[[Tensor], Tensor]], Tensor]
-
-
-def bisection_separation(points: Tensor, halves: Tensor) -> float:
-    """How far apart two halves of a cluster lie, in units of their own spread.
-
-    The points are projected on the line through the two halves' means; the result
-    is the distance between the projected means over the pooled standard deviation
-    of the projections about them (a Fisher ratio in one dimension). 2-means cuts a
-    single Gaussian into halves about 2.7 apart on that scale; two well separated
-    groups score higher.
-    """
-    a, b = points[halves == 0], points[halves == 1]
-    if len(a) == 0 or len(b) == 0:
-        return 0.0
-    direction = b.mean(dim=0) - a.mean(dim=0)
-    gap = float(direction.norm())
-    if gap == 0.0:
-        return 0.0
-    ta, tb = a @ (direction / gap), b @ (direction / gap)
-    spread = ((ta - ta.mean()).pow(2).sum() + (tb - tb.mean()).pow(2).sum()) / len(points)
-    return gap / max(float(spread.sqrt()), 1e-12)
-
-
-def _two_means(points: Tensor, seed: int) -> Tensor:
-    """Labels (0 or 1) of a 2-means clustering of ``points``."""
-    from sklearn.cluster import KMeans
-
-    halves = KMeans(2, n_init=3, random_state=seed).fit(points.numpy()).labels_
-    return torch.from_numpy(halves).long()
-
-
-def _most_confused_pair(
-    h: Tensor, labels: Tensor, centers: Tensor, alpha: float
-) -> tuple[float, int, int]:
-    """The pair of clusters (a, b) whose members give each other the most of q.
-
-    Confusion of (a, b) = mean q_b over the members of a + mean q_a over those of b.
-    Two halves of one class score high: their members sit between both centres.
-    """
-    k = centers.shape[0]
-    sums = torch.zeros(k, k, dtype=torch.float64)
-    for start in range(0, len(h), 4096):
-        q = student_t_assignment(h[start : start + 4096], centers, alpha).double()
-        sums.index_add_(0, labels[start : start + 4096], q)
-    means = sums / torch.bincount(labels, minlength=k).clamp_min(1)[:, None].double()
-    mutual = means + means.T
-    mutual.fill_diagonal_(-1.0)
-    flat = int(mutual.argmax())
-    return float(mutual.view(-1)[flat]), flat // k, flat % k
 
 
 @dataclass
@@ -131,23 +78,26 @@ class DECAParams:
     anchor_weight: float = 1.0
     #: DEC target ``p``: ``batch`` recomputes it from each batch (DECA's code);
     #: ``dataset`` computes it over all N samples and refreshes it every
-    #: ``target_update_interval`` steps (DEC's scheme).
+    #: ``target_update_epochs`` (DEC's scheme).
     target: str = "batch"
-    #: Steps between two refreshes of the data-set-level target (``target: dataset``).
-    target_update_interval: int = 100
+    #: Epochs between two refreshes of the data-set-level target (``target: dataset``;
+    #: a fraction allowed). A refresh is a pass over the data, so its cost is fixed
+    #: per epoch whatever the batch size; the target is also refreshed right after the
+    #: k-means start and after every repair that moved a centre.
+    target_update_epochs: float = 1.0
     #: k-means restarts of the initialisation of the centres.
     kmeans_n_init: int = 10
-    #: Training step at which k-means initialises the centres (ours). 0 (DECA): before
-    #: the first step, on the features of the untrained network. S > 0: after S steps
-    #: of the instance loss alone (the clustering and anchor losses are weighted 0
-    #: until then), so that k-means starts from features that already mean something;
-    #: this helps much when the training budget is small.
-    kmeans_init_step: int = 0
+    #: Epoch at which k-means initialises the centres (ours; a fraction allowed).
+    #: 0 (DECA): before the first step, on the features of the untrained network.
+    #: E > 0: after E epochs of the instance loss alone (the clustering and anchor
+    #: losses are weighted 0 until then), so that k-means starts from features that
+    #: already mean something; this helps much when the training budget is small.
+    #: Must lie within the run's epochs.
+    kmeans_init_epoch: float = 0.0
     #: Where the k-means of the initialisation runs. ``backbone`` (DECA): on the
     #: backbone features h, whose centres are mu. ``projection`` (ours): on the
     #: L2-normalised outputs of the instance projector, the space the contrastive loss
-    #: shapes; mu is then the mean h of each k-means cluster. After 10 epochs on usps,
-    #: k-means there reached ACC .78 to .81 against .58 on h (seed 2).
+    #: shapes; mu is then the mean h of each k-means cluster.
     kmeans_space: str = "backbone"
     #: Before a k-means initialisation at step 0, re-estimate the BatchNorm running
     #: statistics on the clean data (ours; at a later step training has set them
@@ -156,34 +106,29 @@ class DECAParams:
     #: their scale can be far from that of the train-mode features the losses see
     #: (10x for ``small_cnn`` on digits), so the centres would start out of place.
     recalibrate_batchnorm: bool = True
-    #: Steps between two checks for clusters that training has emptied (ours; 0, the
-    #: default and DECA's: never). A check is a pass over the clean training data; a
-    #: cluster that holds fewer than ``reseed_below`` x N / K samples (argmax of q)
-    #: gets a new centre by splitting the cluster that looks most like two: each
-    #: cluster is cut in two by 2-means on the normalised projector outputs, and the
-    #: one whose halves are furthest apart, relative to their spread along the line
-    #: between them, gives up its second half (the two centres become the mean
-    #: backbone features of the halves). DEC cannot split a cluster by itself: on usps
-    #: it emptied a centre while 3 and 5 shared another (seed 0).
-    reseed_interval: int = 0
+    #: Epochs between two checks for clusters that training has emptied, counted from
+    #: the k-means start (ours; a fraction allowed; 0, the default and DECA's: never).
+    #: A check is a pass over the clean training data; a cluster that holds fewer
+    #: than ``reseed_below`` x N / K samples (argmax of q) gets a new centre by
+    #: splitting the cluster that looks most like two, cut by 2-means on the
+    #: normalised projector outputs (:func:`contraclust.methods.repair.repair_centers`).
+    #: DEC cannot split a cluster by itself, so a class pair sharing one centre while
+    #: another centre is empty stays that way without it.
+    reseed_interval_epochs: float = 0.0
     #: Size, as a fraction of the mean cluster size N / K, below which a cluster
-    #: counts as emptied at a check (see ``reseed_interval``).
+    #: counts as emptied at a check (see ``reseed_interval_epochs``).
     reseed_below: float = 0.1
-    #: At a check that finds no emptied cluster (see ``reseed_interval``): merge the
-    #: two clusters whose members give each other the most of q (mean q of the other
-    #: cluster, summed both ways) when that sum is at least this value and the two
-    #: together split less cleanly than the cluster that looks most like two, which
-    #: then gives its second half to the freed centre (ours; 0, the default: never).
-    #: At most ``max_merges`` times in a run.
-    #: On usps the zeros sat in two clusters while 3 and 5 shared one (seed 2): the
-    #: two zero clusters' confusion was .35 at the first check and .18 to .21 at the
-    #: end of runs without merging; at the end of runs that found every class, the
-    #: most confused pair scored .12 to .13 (.16 where 4s were mixed into the 9s).
+    #: At a check that finds no emptied cluster (see ``reseed_interval_epochs``): merge
+    #: the two clusters whose members give each other the most of q (mean q of the
+    #: other cluster, summed both ways) when that sum is at least this value and the
+    #: two together split less cleanly than the cluster that looks most like two,
+    #: which then gives its second half to the freed centre (ours; 0, the default:
+    #: never). This handles one class cut in two by the k-means start while two
+    #: classes share a centre. At most ``max_merges`` times in a run.
     merge_confusion: float = 0.0
-    #: Merges allowed in a run (see ``merge_confusion``). The k-means start can cut
-    #: a large class in two; later in training, classes drifting between clusters
-    #: make confused pairs of another kind: on usps (seed 1), a second merge, at the
-    #: sixth check, put the 4s with the 9s (ACC .944 without it, .817 with it).
+    #: Merges allowed in a run (see ``merge_confusion``). Later in training, classes
+    #: drifting between clusters make confused pairs of another kind, which a merge
+    #: would join wrongly; one merge repairs the k-means start.
     max_merges: int = 1
 
     def __post_init__(self) -> None:
@@ -198,11 +143,11 @@ class DECAParams:
             )
         if self.target not in TARGETS:
             raise ConfigError(f"unknown target '{self.target}'; valid: {', '.join(TARGETS)}")
-        check_int("target_update_interval", self.target_update_interval, 1)
+        check_number("target_update_epochs", self.target_update_epochs)
         check_int("kmeans_n_init", self.kmeans_n_init, 1)
-        check_int("kmeans_init_step", self.kmeans_init_step, 0)
+        check_number("kmeans_init_epoch", self.kmeans_init_epoch, strict=False)
         check_choice("kmeans_space", self.kmeans_space, KMEANS_SPACES)
-        check_int("reseed_interval", self.reseed_interval, 0)
+        check_number("reseed_interval_epochs", self.reseed_interval_epochs, strict=False)
         check_fraction("reseed_below", self.reseed_below)
         check_number("merge_confusion", self.merge_confusion, 0.0, strict=False)
         check_int("max_merges", self.max_merges, 0)
@@ -214,31 +159,34 @@ class DECA(ClusteringMethod):
     summary = "DECA (Sundareswaran et al. 2021): instance contrast + DEC + anchor loss"
     Params = DECAParams
     n_views = 2
+    step_settings: ClassVar[dict[str, str]] = {
+        "kmeans_init_step": "kmeans_init_epoch",
+        "reseed_interval": "reseed_interval_epochs",
+        "target_update_interval": "target_update_epochs",
+    }
 
-    def __init__(
-        self,
-        params: DECAParams,
-        n_clusters: int,
-        input_shape: tuple[int, ...],
-        model: ModelConfig,
-        n_samples: int,
-    ) -> None:
-        super().__init__(params, n_clusters, input_shape, model, n_samples)
-        self.backbone = build_backbone(model.backbone, self.input_shape, model.width)
-        dim = self.backbone.out_dim
+    params: DECAParams
+
+    @classmethod
+    def check_schedule(cls, params: Any, epochs: int) -> None:
+        start = params.kmeans_init_epoch
+        if start > 0 and start >= epochs:
+            raise ConfigError(late_schedule("deca", "kmeans_init_epoch", start, epochs))
+        every = params.reseed_interval_epochs
+        if every > 0 and start + every >= epochs:
+            first = f"makes its first check at epoch {start + every:g}, not within"
+            raise ConfigError(late_schedule("deca", "reseed_interval_epochs", every, epochs, first))
+
+    def build(self) -> None:
+        p, model, dim = self.params, self.model_config, self.feature_dim
         self.instance_head = ProjectionHead(dim, model.hidden_dim, model.projection_dim)
-        #: Cluster centres mu in the backbone space; set by k-means in ``on_fit_start``.
-        self.centers = nn.Parameter(torch.zeros(n_clusters, dim))
-        self.instance_loss = NTXentLoss(params.instance_temperature, gather_distributed=True)
-        self.cluster_loss = DECLoss(params.alpha_t, gather_distributed=True)
+        #: Cluster centres mu in the backbone space; set by k-means at ``kmeans_init_epoch``.
+        self.centers = nn.Parameter(torch.zeros(self.n_clusters, dim))
+        self.instance_loss = NTXentLoss(p.instance_temperature, gather_distributed=True)
+        self.cluster_loss = DECLoss(p.alpha_t, gather_distributed=True)
         self.anchor_loss = AnchorLoss()
-        #: Training steps taken: schedules the refreshes of the data-set-level target.
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
-        #: ``steps_done`` as a Python int, so that a step on a GPU does not wait for the
-        #: device to read it back; None until first read (and after a state is loaded).
-        self._steps_host: int | None = None
         #: Seed of the k-means initialisation, drawn from torch's generator at the start
-        #: of a run (kept for an initialisation at ``kmeans_init_step`` > 0).
+        #: of a run (kept for an initialisation at ``kmeans_init_epoch`` > 0).
         self.register_buffer("kmeans_seed", torch.zeros((), dtype=torch.long))
         #: Merges made so far (see ``merge_confusion``), in the checkpoint for resume.
         self.register_buffer("merges_done", torch.zeros((), dtype=torch.long))
@@ -246,7 +194,8 @@ class DECA(ClusteringMethod):
         #: state rather than a buffer: DDP broadcasts buffers at every step, and every
         #: process computes this one identically on the full data anyway.
         self.dataset_target: Tensor | None = None
-        self._encode: Encode | None = None
+        #: Whether the clustering and anchor losses count in this step (set by on_step).
+        self.clustering = p.kmeans_init_epoch == 0
 
     # ------------------------------------------------------------------ state
     def get_extra_state(self) -> Tensor:
@@ -259,14 +208,12 @@ class DECA(ClusteringMethod):
 
     # ------------------------------------------------------------------ set-up
     def on_fit_start(self, encode: Encode, resumed: bool) -> None:
-        # Kept for the refreshes of the data-set-level target. On resume the centres,
-        # the target and the step count come from the checkpoint.
-        self._encode = encode
+        # On resume the centres and the target come from the checkpoint.
         if resumed:
             return
         # Drawn here, so the run's seed fixes the centres wherever they are initialised.
         self.kmeans_seed.fill_(int(torch.randint(0, 2**31 - 1, ()).item()))
-        if self.params.kmeans_init_step == 0:
+        if self.params.kmeans_init_epoch == 0:
             if self.params.recalibrate_batchnorm:
                 self._recalibrate_batchnorm(encode)
             self._init_centers()
@@ -309,7 +256,7 @@ class DECA(ClusteringMethod):
                 return h
             return torch.cat([h, F.normalize(self.instance_head(h), dim=1)], dim=1)
 
-        out = self._data_pass(features)
+        out = self.data_pass(features)
         dim = self.centers.shape[1]
         h, space = (out[:, :dim], out[:, dim:]) if projection else (out, out)
         kmeans = KMeans(
@@ -332,15 +279,14 @@ class DECA(ClusteringMethod):
 
     @torch.no_grad()
     def reseed_emptied_centers(self, merge: bool = False) -> int:
-        """Give every emptied cluster a new centre (see ``reseed_interval``).
+        """Give every emptied cluster a new centre (see ``reseed_interval_epochs``).
 
-        With ``merge``, ``merge_confusion`` > 0 and no cluster emptied, a pair of
-        clusters that looks like one class cut in two is merged first, which frees a
-        centre (see ``merge_confusion``).
+        With ``merge`` and ``merge_confusion`` > 0, a pair of clusters that looks like
+        one class cut in two may be merged first when no cluster is emptied, which
+        frees a centre (see ``merge_confusion``; counted in ``merges_done``).
         Returns the number of clusters re-seeded. Every process computes the same on
         the full data; rank 0's centres are broadcast all the same (GPU rounding).
         """
-        k = self.n_clusters
         dim = self.centers.shape[1]
         alpha = self.params.alpha_t
 
@@ -351,76 +297,26 @@ class DECA(ClusteringMethod):
             # float32 holds every cluster index exactly (bf16 would not above 256)
             return torch.cat([h.float(), z.float(), labels[:, None].float()], dim=1)
 
-        out = self._data_pass(features).double()
-        h, z, labels = out[:, :dim], out[:, dim:-1], out[:, -1].long()
-        sizes = torch.bincount(labels, minlength=k)
-        emptied = [c for c in range(k) if sizes[c] < self.params.reseed_below * len(h) / k]
-        centers = self.centers.detach().double().cpu().clone()
-        seed = int(self.kmeans_seed)
-        # Cluster -> (separation of its two halves, members, 2-means labels).
-        cuts: dict[int, tuple[float, Tensor, Tensor]] = {}
-
-        def cut(c: int) -> None:
-            members = (labels == c).nonzero().squeeze(1)
-            if c not in cuts and c not in emptied and len(members) >= 4:
-                halves = _two_means(z[members], seed)
-                cuts[c] = (bisection_separation(z[members], halves), members, halves)
-
-        if merge and not emptied and self.params.merge_confusion > 0:
-            confusion, a, b = _most_confused_pair(h, labels, centers, alpha)
-            if confusion >= self.params.merge_confusion:
-                union = ((labels == a) | (labels == b)).nonzero().squeeze(1)
-                together = bisection_separation(z[union], _two_means(z[union], seed))
-                for c in range(k):
-                    if c not in (a, b):
-                        cut(c)
-                if cuts and max(v[0] for v in cuts.values()) > together:
-                    self.merges_done += 1
-                    labels[labels == b] = a
-                    centers[a] = h[union].mean(dim=0)
-                    emptied = [b]
-                    log.info(
-                        "DECA: clusters %d and %d look like one class (confusion %.2f): "
-                        "merged, to re-seed %d",
-                        a,
-                        b,
-                        confusion,
-                        b,
-                    )
-        reseeded = 0
-        for target in emptied:
-            for c in range(k):
-                cut(c)
-            if not cuts:
-                break
-            source = max(cuts, key=lambda c: cuts[c][0])
-            _, members, halves = cuts.pop(source)
-            moved = members[halves == 1]
-            labels[moved] = target
-            centers[source] = h[members[halves == 0]].mean(dim=0)
-            centers[target] = h[moved].mean(dim=0)
-            reseeded += 1
-            log.info(
-                "DECA: re-seeded cluster %d with half of cluster %d (%d samples)",
-                target,
-                source,
-                len(moved),
-            )
-        if reseeded:
-            self.centers.copy_(centers.to(self.centers.device, self.centers.dtype))
+        out = self.data_pass(features).double()
+        repair = repair_centers(
+            out[:, :dim],
+            out[:, dim:-1],
+            out[:, -1].long(),
+            self.centers,
+            lambda h, mu: student_t_assignment(h, mu, alpha),
+            below=self.params.reseed_below,
+            merge_confusion=self.params.merge_confusion if merge else 0.0,
+            seed=int(self.kmeans_seed),
+        )
+        if repair.merged:
+            self.merges_done += 1
+        if repair.reseeded:
+            self.centers.copy_(repair.centers.to(self.centers.device, self.centers.dtype))
         if is_distributed():
             # At every check, moved or not: GPU rounding could lead one process to a
             # move that another does not make, and all must join the broadcast.
             dist.broadcast(self.centers.data, src=0)
-        return reseeded
-
-    def _data_pass(self, fn: Callable[[Tensor], Tensor]) -> Tensor:
-        if self._encode is None:
-            raise RuntimeError(
-                "DECA needs passes over the training data: on_fit_start must run before "
-                "the first training step"
-            )
-        return self._encode(fn)
+        return repair.reseeded
 
     @torch.no_grad()
     def refresh_dataset_target(self) -> None:
@@ -430,7 +326,7 @@ class DECA(ClusteringMethod):
         so every process computes the same target; nothing is exchanged.
         """
         alpha = self.params.alpha_t
-        q = self._data_pass(lambda x: student_t_assignment(self.backbone(x), self.centers, alpha))
+        q = self.data_pass(lambda x: student_t_assignment(self.backbone(x), self.centers, alpha))
         self.dataset_target = dec_target(q).to(self.centers.device)
 
     def _load_from_state_dict(
@@ -438,51 +334,55 @@ class DECA(ClusteringMethod):
     ) -> None:
         # Checkpoints written before merges existed have no count: none was made.
         state_dict.setdefault(prefix + "merges_done", torch.zeros((), dtype=torch.long))
+        # Checkpoints written before the trainer owned the step count carry the method's.
+        state_dict.pop(prefix + "steps_done", None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self._steps_host = None  # read the loaded step count at the next step
 
     # ------------------------------------------------------------------ training
-    def training_loss(self, views: list[Tensor], clean: Tensor, index: Tensor) -> dict[str, Tensor]:
+    def on_step(self, step: int, epoch: int) -> dict[str, Tensor]:
+        """The schedules: the k-means start, the repair checks and the target refreshes.
+
+        Logs ``reseeded`` (clusters given a new centre at this step) when repair is on
+        and ``target_refreshed`` (1 at a refresh) with the data-set-level target.
+        """
         p = self.params
-        out: dict[str, Tensor] = {}
-        if self._steps_host is None:
-            self._steps_host = int(self.steps_done)
-        step = self._steps_host
-        initialising = self.training and p.kmeans_init_step > 0 and step == p.kmeans_init_step
+        device = self.centers.device
+        logged: dict[str, Tensor] = {}
+        start = self.step_at(p.kmeans_init_epoch)
+        initialising = start > 0 and step == start
         if initialising:
             self._init_centers()
-        clustering = step >= p.kmeans_init_step
-        check = (
-            self.training
-            and p.reseed_interval > 0
-            and step > p.kmeans_init_step
-            and (step - p.kmeans_init_step) % p.reseed_interval == 0
-        )
+        self.clustering = step >= start
         reseeded = 0
-        if check:  # merges_done is read here only: no device sync in an ordinary step
-            reseeded = self.reseed_emptied_centers(merge=int(self.merges_done) < p.max_merges)
-        if p.reseed_interval > 0:
-            out["reseeded"] = torch.tensor(float(reseeded), device=clean.device)
-        target = None
-        refresh = False
-        if p.target == "dataset" and clustering:
-            refresh = (
+        if p.reseed_interval_epochs > 0:
+            every = max(1, self.step_at(p.reseed_interval_epochs))
+            if step > start and (step - start) % every == 0:
+                # merges_done is read at a check only: no device sync in other steps
+                merge = int(self.merges_done) < p.max_merges
+                reseeded = self.reseed_emptied_centers(merge=merge)
+            logged["reseeded"] = torch.tensor(float(reseeded), device=device)
+        if p.target == "dataset":
+            refresh = self.clustering and (
                 initialising
                 or reseeded > 0
                 or self.dataset_target is None
-                or (self.training and step % p.target_update_interval == 0)
+                or step % max(1, self.step_at(p.target_update_epochs)) == 0
             )
             if refresh:
+                self.refresh_dataset_target()
+            logged["target_refreshed"] = torch.tensor(float(refresh), device=device)
+        return logged
+
+    def training_loss(self, views: list[Tensor], clean: Tensor, index: Tensor) -> dict[str, Tensor]:
+        p = self.params
+        target = None
+        if p.target == "dataset" and self.clustering:
+            if self.dataset_target is None:
                 self.refresh_dataset_target()
             assert self.dataset_target is not None
             if self.dataset_target.device != index.device:
                 self.dataset_target = self.dataset_target.to(index.device)
             target = self.dataset_target[index]
-        if p.target == "dataset":
-            out["target_refreshed"] = torch.tensor(float(refresh), device=clean.device)
-        if self.training:
-            self.steps_done += 1
-            self._steps_host = step + 1
 
         x1, x2 = views
         b = clean.shape[0]
@@ -497,26 +397,22 @@ class DECA(ClusteringMethod):
         anchor = self.anchor_loss(q0, q1, q2)
         # Zero weights still multiply a loss in the graph: every parameter gets a
         # gradient at every step, as DDP requires.
-        on = 1.0 if clustering else 0.0
+        on = 1.0 if self.clustering else 0.0
         loss = (
             p.instance_weight * instance
             + on * p.cluster_weight * cluster
             + on * p.anchor_weight * anchor
         )
-        out.update(
-            loss=loss,
-            instance=instance.detach(),
-            cluster=cluster.detach(),
-            anchor=anchor.detach(),
-        )
-        return out
+        return {
+            "loss": loss,
+            "instance": instance.detach(),
+            "cluster": cluster.detach(),
+            "anchor": anchor.detach(),
+        }
 
     # ------------------------------------------------------------------ read-outs
     def cluster_probs(self, x: Tensor) -> Tensor:
         return student_t_assignment(self.backbone(x), self.centers, self.params.alpha_t).float()
-
-    def embed(self, x: Tensor) -> Tensor:
-        return self.backbone(x)
 
     def kmeans_spaces(self) -> tuple[str, ...]:
         return ("backbone", "projection")

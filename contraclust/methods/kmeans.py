@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from contraclust.config import ModelConfig
 from contraclust.errors import ConfigError
 from contraclust.methods.base import ClusteringMethod, register_method
 
@@ -37,21 +36,16 @@ class KMeansMethod(ClusteringMethod):
     summary = "k-means (scikit-learn) on raw pixels or vectors: the baseline"
     Params = KMeansParams
     trainable = False
+    uses_backbone = False
     n_views = 0
 
-    def __init__(
-        self,
-        params: KMeansParams,
-        n_clusters: int,
-        input_shape: tuple[int, ...],
-        model: ModelConfig,
-        n_samples: int,
-    ) -> None:
-        super().__init__(params, n_clusters, input_shape, model, n_samples)
+    params: KMeansParams
+
+    def build(self) -> None:
         dim = 1
-        for size in input_shape:
+        for size in self.input_shape:
             dim *= size
-        self.register_buffer("centers", torch.zeros(n_clusters, dim))
+        self.register_buffer("centers", torch.zeros(self.n_clusters, dim))
         self.register_buffer("scale", torch.ones(()))
 
     def prepare(self, raw: Tensor) -> Tensor:

@@ -3,25 +3,24 @@
 Shared by ConCURL and CLC (``queue_length``, ``queue_start_epoch``). The queue itself is
 :class:`~contraclust.losses.queue.EmbeddingQueue`; this module adds the schedule.
 
-The method base class does not tell a method the epoch yet, so :meth:`SinkhornQueue.epoch`
-derives it from a count of training steps: the one place that does. When the base class
-gets its epoch hooks (``on_step(step, epoch)``), that method and ``steps_done`` give way
-to the hook's epoch.
+The method's ``on_step`` hook passes the trainer's step to :meth:`SinkhornQueue.schedule`,
+which turns ``queue_start_epoch`` into a step by the rule every schedule follows
+(:func:`~contraclust.methods.base.steps_in`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from contraclust.checks import check_int, check_number
 from contraclust.errors import ConfigError
-from contraclust.losses.distributed import world_size
 from contraclust.losses.queue import EmbeddingQueue
+from contraclust.methods.base import late_schedule, steps_in
 
-__all__ = ["SinkhornQueue", "check_queue_params"]
+__all__ = ["SinkhornQueue", "check_queue_params", "check_queue_schedule"]
 
 
 def check_queue_params(length: int, start_epoch: float, sinkhorn_runs: bool) -> None:
@@ -45,6 +44,12 @@ def check_queue_params(length: int, start_epoch: float, sinkhorn_runs: bool) -> 
         )
 
 
+def check_queue_schedule(method: str, length: int, start_epoch: float, epochs: int) -> None:
+    """Refuse a queue that would not start filling within the run's ``epochs``."""
+    if length > 0 and start_epoch > 0 and start_epoch >= epochs:
+        raise ConfigError(late_schedule(method, "queue_start_epoch", start_epoch, epochs))
+
+
 class SinkhornQueue(nn.Module):
     """SwAV's queue for a two-view method's Sinkhorn targets, from ``start_epoch`` on.
 
@@ -58,25 +63,25 @@ class SinkhornQueue(nn.Module):
         length: queued embeddings per view and per process (>= 1).
         dim: width of the queued embeddings.
         start_epoch: epoch from which the queue is filled, a number >= 0.
-        n_samples: size of the training set (steps per epoch follow from it).
     """
 
-    steps_done: Tensor
-
-    def __init__(self, length: int, dim: int, start_epoch: float, n_samples: int) -> None:
+    def __init__(self, length: int, dim: int, start_epoch: float) -> None:
         super().__init__()
         self.queue = EmbeddingQueue(length, dim, n_views=2, gather_distributed=True)
         self.start_epoch = float(start_epoch)
-        self.n_samples = n_samples
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        #: Whether this step fills the queue (set by ``schedule``).
+        self.running = self.start_epoch == 0
 
-    def epoch(self, batch: int) -> float:
-        """Epochs done before this step, ``batch`` samples per process per step.
+    def schedule(self, step: int, steps_per_epoch: int) -> None:
+        """Before training step ``step`` (counted from the start of the run)."""
+        self.running = step >= steps_in(self.start_epoch, steps_per_epoch)
 
-        The loop's epoch is ``n_samples // (batch * processes)`` steps.
-        """
-        steps_per_epoch = max(1, self.n_samples // max(1, batch * world_size()))
-        return int(self.steps_done) / steps_per_epoch
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        # Checkpoints written before the trainer owned the step count carry the queue's.
+        state_dict.pop(prefix + "steps_done", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def targets(
         self,
@@ -86,11 +91,7 @@ class SinkhornQueue(nn.Module):
         balance: Callable[[Tensor], Tensor],
     ) -> list[Tensor]:
         """Sinkhorn targets of both views' ``B x K`` scores, with the queue once it runs."""
-        if not self.training:
-            return [balance(s) for s in scores]
-        started = self.epoch(scores[0].shape[0]) >= self.start_epoch
-        self.steps_done += 1
-        if not started:
+        if not self.training or not self.running:
             return [balance(s) for s in scores]
         return self.queue.balanced_targets(scores, embeddings, score, balance)
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from contraclust import __version__
-from contraclust.config import RunConfig, from_dict
+from contraclust.config import RunConfig
 from contraclust.errors import CheckpointError, ConfigError
 from contraclust.methods import ClusteringMethod, get_method
 from contraclust.utils import atomic_torch_save
@@ -26,14 +26,22 @@ FORMAT = "contraclust-checkpoint"
 FORMAT_VERSION = 1
 
 
+def epoch_length(cfg: RunConfig, n_samples: int, world: int) -> tuple[int, int]:
+    """The global batch of a run on ``world`` processes (a multiple of ``world``) and
+    the number of steps in one of its epochs."""
+    batch = cfg.train.batch_size or min(256, n_samples)
+    batch -= batch % world
+    return batch, max(1, n_samples // max(1, batch))
+
+
 def build_method(cfg: RunConfig, input_shape: tuple[int, ...], n_samples: int) -> ClusteringMethod:
     """Instantiate the configured method for ``n_samples`` samples of ``input_shape``."""
     cls = get_method(cfg.method)
-    if cfg.n_clusters < 2:
+    if not isinstance(cfg.n_clusters, int) or cfg.n_clusters < 2:
         raise ConfigError(
             f"the number of clusters must be >= 2, got {cfg.n_clusters}; use --clusters 2 or more"
         )
-    params = from_dict(cls.Params, cfg.params, "params")
+    params = cls.parse_params(cfg.params)
     method = cls(params, cfg.n_clusters, tuple(input_shape), cfg.model, n_samples)
     # Before any training: a read-out the method lacks would only fail at the end.
     method.check_readout(cfg.train.predict_with, cfg.train.kmeans_space)
@@ -91,7 +99,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def config_from_checkpoint(state: dict[str, Any]) -> RunConfig:
-    return RunConfig.from_dict(state["config"])
+    """The run's configuration; settings an older version counted in steps are given
+    in epochs (the same steps for the run's batch size and processes)."""
+    cfg = RunConfig.from_dict(state["config"])
+    try:
+        cls = get_method(cfg.method)
+    except ConfigError:
+        return cfg  # said where the method is needed
+    if any(key in cfg.params for key in cls.step_settings):
+        _, steps = epoch_length(cfg, int(state["n_samples"]), cfg.train.devices)
+        cfg.params = cls.epoch_settings(cfg.params, steps)
+    return cfg
 
 
 def method_from_checkpoint(state: dict[str, Any]) -> ClusteringMethod:

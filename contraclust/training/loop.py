@@ -40,12 +40,14 @@ from contraclust.data.streaming import StreamedImageDataset
 from contraclust.errors import ConfigError, ContraclustError, ContraclustWarning, DataError
 from contraclust.evaluation import evaluate
 from contraclust.losses import SelfLabelLoss
-from contraclust.methods import ClusteringMethod
+from contraclust.methods import ClusteringMethod, get_method
+from contraclust.methods.base import steps_in
 from contraclust.models.backbones import resolve_backbone_name
 from contraclust.training import rundir
 from contraclust.training.checkpoint import (
     build_method,
     config_from_checkpoint,
+    epoch_length,
     make_checkpoint,
     read_checkpoint,
     save_checkpoint,
@@ -115,9 +117,9 @@ def _make_optimizer(params: list[torch.nn.Parameter], cfg: RunConfig) -> torch.o
     return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
 
 
-def _lr_factor(cfg: RunConfig, steps_per_epoch: int):
+def _lr_factor(cfg: RunConfig, steps_per_epoch: int) -> Callable[[int], float]:
     total = max(1, cfg.train.epochs * steps_per_epoch)
-    warmup = cfg.optim.warmup_epochs * steps_per_epoch
+    warmup = steps_in(cfg.optim.warmup_epochs, steps_per_epoch)
     self_label_lr = cfg.train.self_label_lr or cfg.optim.lr / 10
 
     def factor(step: int) -> float:
@@ -249,80 +251,118 @@ def fit(
     and writes the run directory, and every process returns once it is complete.
     """
     run_path = Path(run_dir) if run_dir is not None else None
-    main_process = launched_rank(cfg.train.devices) == 0
     cfg.check()
+    if not resume:
+        check_method_settings(cfg)  # before the run directory is made
     with contextlib.ExitStack() as stack:
-        if run_path is not None and main_process:
-            # A refused run leaves no folder behind that it created (runs last).
-            stack.callback(_remove_if_created_empty, run_path, _first_missing(run_path))
-            stack.enter_context(run_lock(run_path))
-            resume, note = rundir.prepare_run_dir(run_path, resume=resume, overwrite=overwrite)
-            if note:
-                _tell(note, quiet)
-            if not resume:
-                # Runs after the log file is closed (exit callbacks run last-in first).
-                stack.push(_cleanup_on_failure(run_path))
-        elif run_path is not None and resume:
-            resume = (run_path / rundir.LAST).is_file()
-        resume_state: dict[str, Any] | None = None
-        if run_path is not None and resume:
-            resume_state = read_checkpoint(run_path / rundir.LAST)
-            saved = config_from_checkpoint(resume_state)
-            if saved.method != cfg.method:
-                raise ConfigError(
-                    f"the run in {run_path} trains method '{saved.method}', not "
-                    f"'{cfg.method}'; resume it with method={saved.method}"
-                )
-            # The run continues with its own settings; only the length may change,
-            # and the processes it runs on are this command's.
-            saved.train.epochs = cfg.train.epochs
-            saved.train.self_label_epochs = cfg.train.self_label_epochs
-            saved.train.devices = cfg.train.devices
-            saved.train.num_nodes = cfg.train.num_nodes
-            cfg = saved
-        cfg.data.name = absolute_spec(cfg.data.name)
-        if dataset is None:
-            dataset = load_training_data(cfg.data)
-        dataset.validate()
-        validate_config(cfg, len(dataset))
-        fabric = _fabric(cfg)
-        if run_path is not None and main_process:
-            handler = _setup_logging(run_path, quiet)
-            stack.callback(_close_handler, handler)
-        if isinstance(dataset, StreamedImageDataset) and (
-            cfg.data.features or cfg.n_clusters == AUTO_CLUSTERS
-        ):
-            option = "--features" if cfg.data.features else "--clusters auto"
-            raise ConfigError(
-                f"{option} needs the images in memory, but {dataset.name} is streamed "
-                "(larger than the memory budget, or --stream on); pass --stream off if "
-                "it fits, or give K with --clusters"
-            )
-        if cfg.data.features:
-            device = resolve_device(cfg.train.device)
-            quiet_here = quiet or not main_process
-            dataset, side = features_dataset(
-                dataset, cfg.data.features, cfg.data.features_image_size, device, quiet=quiet_here
-            )
-            cfg = replace(cfg, data=replace(cfg.data, features_image_size=side))
-        init_state, search = None, None
-        if cfg.n_clusters == AUTO_CLUSTERS:
+        result = _fit_in(stack, cfg, dataset, run_path, resume, overwrite, quiet, report)
+    return result
 
-            def train(c: RunConfig) -> FitResult:  # the provisional model, in memory
-                return _fit(_fabric(c), c, dataset, None, None, quiet)
 
-            cfg, init_state, search = choose_k(cfg, dataset.data, train, quiet)
-            if run_path is not None and main_process:
-                atomic_write_json(run_path / rundir.K_SEARCH, search.to_dict())
-        result = _fit(fabric, cfg, dataset, run_path, resume_state, quiet, init_state, report)
-        result.k_search = None if search is None else search.to_dict()
-        degenerate = degenerate_result(result.prediction, result.config.n_clusters)
-        if degenerate and main_process:
-            log.warning("%s", degenerate)
-            warnings.warn(degenerate, ContraclustWarning, stacklevel=2)
-            result.warnings.append(degenerate)
-        return result
-    raise AssertionError("unreachable")
+def check_method_settings(cfg: RunConfig) -> None:
+    """The method's parameters (refusing unknown keys and settings once counted in
+    steps) and its schedules against ``train.epochs``: ConfigError, before anything
+    is trained or written."""
+    cls = get_method(cfg.method)
+    cls.check_schedule(cls.parse_params(cfg.params), cfg.train.epochs)
+
+
+def _fit_in(
+    stack: contextlib.ExitStack,
+    cfg: RunConfig,
+    dataset: ArrayDataset | StreamedImageDataset | None,
+    run_path: Path | None,
+    resume: bool,
+    overwrite: bool,
+    quiet: bool,
+    report: bool,
+) -> FitResult:
+    """``fit`` inside its exit stack (the run lock, the log file, the clean-up)."""
+    main_process = launched_rank(cfg.train.devices) == 0
+    if run_path is not None and main_process:
+        # A refused run leaves no folder behind that it created (runs last).
+        stack.callback(_remove_if_created_empty, run_path, _first_missing(run_path))
+        stack.enter_context(run_lock(run_path))
+        resume, note = rundir.prepare_run_dir(run_path, resume=resume, overwrite=overwrite)
+        if note:
+            _tell(note, quiet)
+        if not resume:
+            # Runs after the log file is closed (exit callbacks run last-in first).
+            stack.push(_cleanup_on_failure(run_path))
+    elif run_path is not None and resume:
+        resume = (run_path / rundir.LAST).is_file()
+    resume_state: dict[str, Any] | None = None
+    if run_path is not None and resume:
+        resume_state = read_checkpoint(run_path / rundir.LAST)
+        cfg = _resumed_config(cfg, resume_state, run_path)
+    cfg.data.name = absolute_spec(cfg.data.name)
+    if dataset is None:
+        dataset = load_training_data(cfg.data)
+    dataset.validate()
+    validate_config(cfg, len(dataset))
+    fabric = _fabric(cfg)
+    if run_path is not None and main_process:
+        handler = _setup_logging(run_path, quiet)
+        stack.callback(_close_handler, handler)
+    dataset, cfg = _prepare_data(dataset, cfg, quiet or not main_process)
+    init_state, search = None, None
+    if cfg.n_clusters == AUTO_CLUSTERS:
+        loaded = dataset
+
+        def train(c: RunConfig) -> FitResult:  # the provisional model, in memory
+            return _fit(_fabric(c), c, loaded, None, None, quiet)
+
+        cfg, init_state, search = choose_k(cfg, dataset.data, train, quiet)
+        if run_path is not None and main_process:
+            atomic_write_json(run_path / rundir.K_SEARCH, search.to_dict())
+    result = _fit(fabric, cfg, dataset, run_path, resume_state, quiet, init_state, report)
+    result.k_search = None if search is None else search.to_dict()
+    degenerate = degenerate_result(result.prediction, result.config.n_clusters)
+    if degenerate and main_process:
+        log.warning("%s", degenerate)
+        warnings.warn(degenerate, ContraclustWarning, stacklevel=3)
+        result.warnings.append(degenerate)
+    return result
+
+
+def _resumed_config(cfg: RunConfig, state: dict[str, Any], run_path: Path) -> RunConfig:
+    """The checkpoint's configuration, with the length ``cfg`` asks for."""
+    saved = config_from_checkpoint(state)
+    if saved.method != cfg.method:
+        raise ConfigError(
+            f"the run in {run_path} trains method '{saved.method}', not "
+            f"'{cfg.method}'; resume it with method={saved.method}"
+        )
+    # The run continues with its own settings; only the length may change, and the
+    # processes it runs on are this command's.
+    saved.train.epochs = cfg.train.epochs
+    saved.train.self_label_epochs = cfg.train.self_label_epochs
+    saved.train.devices = cfg.train.devices
+    saved.train.num_nodes = cfg.train.num_nodes
+    check_method_settings(saved)
+    return saved
+
+
+def _prepare_data(
+    dataset: ArrayDataset | StreamedImageDataset, cfg: RunConfig, quiet: bool
+) -> tuple[ArrayDataset | StreamedImageDataset, RunConfig]:
+    """The frozen extractor's features instead of the images, when asked for."""
+    if isinstance(dataset, StreamedImageDataset) and (
+        cfg.data.features or cfg.n_clusters == AUTO_CLUSTERS
+    ):
+        option = "--features" if cfg.data.features else "--clusters auto"
+        raise ConfigError(
+            f"{option} needs the images in memory, but {dataset.name} is streamed "
+            "(larger than the memory budget, or --stream on); pass --stream off if "
+            "it fits, or give K with --clusters"
+        )
+    if cfg.data.features:
+        device = resolve_device(cfg.train.device)
+        dataset, side = features_dataset(
+            dataset, cfg.data.features, cfg.data.features_image_size, device, quiet=quiet
+        )
+        cfg = replace(cfg, data=replace(cfg.data, features_image_size=side))
+    return dataset, cfg
 
 
 def _gather_states(fabric: Any, state: Tensor, device: torch.device) -> Tensor:
@@ -376,6 +416,351 @@ def _close_handler(handler: logging.Handler | None) -> None:
         handler.close()
 
 
+@dataclass
+class _Position:
+    """Where a run stands: the epoch, the step inside it and the loss sums so far."""
+
+    epoch: int = 0
+    step: int = 0
+    sums: dict[str, Tensor] = field(default_factory=dict)
+
+
+class _Trainer:
+    """One training run, read as set-up, restore, epochs (train, evaluate, save), finish.
+
+    The trainer owns the step and epoch counters and calls the method's hooks (see
+    :mod:`contraclust.methods.base`) with them.
+    """
+
+    def __init__(
+        self,
+        fabric: Any,
+        cfg: RunConfig,
+        dataset: ArrayDataset | StreamedImageDataset,
+        run_dir: Path | None,
+        quiet: bool,
+        init_state: dict[str, Tensor] | None,
+        resume_state: dict[str, Any] | None,
+    ) -> None:
+        fabric.launch()
+        self.start_time = time.perf_counter()
+        self.fabric, self.cfg, self.dataset, self.run_dir = fabric, cfg, dataset, run_dir
+        self.rank, self.world = fabric.global_rank, fabric.world_size
+        self.is_main = self.rank == 0
+        self.device = fabric.device
+        self.quiet = quiet
+        self.show = not quiet and self.is_main
+        torch.manual_seed(cfg.train.seed)
+        n = self.n = len(dataset)
+        self.global_batch, self.steps_per_epoch = epoch_length(cfg, n, self.world)
+        if self.global_batch < 2 * self.world:
+            raise ConfigError(
+                f"batch size {self.global_batch} is too small for {self.world} devices"
+            )
+        self.method = method = self.build_method()
+        self.data = make_source(dataset, self.device, cfg.data)
+        self.load_state(init_state, resume_state)
+        if method.trainable:
+            _resolve_auto_settings(cfg, dataset)
+            cfg.train.batch_size = self.global_batch
+        if run_dir is not None and self.is_main:
+            save_yaml(cfg.to_dict(), run_dir / rundir.CONFIG)
+            log.info("run %s: %s on %s (%d samples)", run_dir, cfg.method, dataset.name, n)
+        if self.is_main:
+            settings = _settings_line(cfg, dataset, self.global_batch, method.trainable)
+            if run_dir is not None:
+                settings += f" -> {run_dir}"
+            log.info("%s", settings)
+            if not quiet:
+                print(settings, file=sys.stderr)
+        self.perm_gen = torch.Generator().manual_seed(cfg.train.seed)
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(
+            cfg.train.seed * 1000 + self.rank
+        )
+        self.history: list[dict[str, Any]] = []
+        self.position = _Position()
+        self.epochs = cfg.train.epochs
+        self.total_epochs = self.epochs + cfg.train.self_label_epochs
+        if not method.trainable and cfg.train.self_label_epochs:
+            raise ConfigError(
+                f"self_label_epochs needs a trained method; '{cfg.method}' is fitted in "
+                "closed form: set train.self_label_epochs to 0"
+            )
+
+    # ------------------------------------------------------------------ set-up
+    def build_method(self) -> ClusteringMethod:
+        cfg = self.cfg
+        method = build_method(cfg, self.dataset.input_shape, self.n)
+        if self.world > 1 and self.device.type == "cuda" and cfg.train.sync_batchnorm:
+            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        return method
+
+    def load_state(
+        self, init_state: dict[str, Tensor] | None, resume_state: dict[str, Any] | None
+    ) -> None:
+        """The checkpoint's state; for a new run the input statistics of the data, and
+        the K search's weights when given."""
+        method = self.method
+        if resume_state is not None:
+            method.load_state_dict(resume_state["state_dict"])
+            return
+        method.set_input_stats(self.data.batches(4096))
+        if init_state is not None:  # the final model of a K search
+            fresh = warm_start(method, init_state)
+            log.info("started from the K search's model; fresh: %s", ", ".join(fresh) or "none")
+
+    def fit_closed_form(self, resume_state: dict[str, Any] | None) -> None:
+        self.method.to(self.device)
+        if resume_state is None:
+            self.method.fit_closed_form(self.method.to_unit(self.data.materialize()))
+
+    def set_up_training(self, resume_state: dict[str, Any] | None) -> None:
+        """Augmentation, optimiser and schedule; the checkpoint's state on resume; the
+        method's ``start_fit``; then Fabric's wrapping."""
+        cfg, method, dataset = self.cfg, self.method, self.dataset
+        t = cfg.train
+        self.self_label = (
+            SelfLabelLoss(t.self_label_threshold, t.self_label_balance)
+            if t.self_label_epochs
+            else None
+        )
+        augment = build_augmentation(
+            cfg.augment.name, dataset.kind, dataset.input_shape, cfg.augment.options
+        )
+        self.augment = augment.to(self.device)
+        method.to(self.device)
+        self.core = _Module(method)
+        optimizer = _make_optimizer(list(method.parameters()), cfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _lr_factor(cfg, self.steps_per_epoch)
+        )
+        if resume_state is not None:
+            self.restore(optimizer, resume_state)
+        device, data = self.device, self.data
+        method.start_fit(
+            lambda fn: apply_batched(method, data, fn, device, batch_size=512),
+            self.steps_per_epoch,
+            resumed=resume_state is not None,
+        )
+        self.module, self.optimizer = self.fabric.setup(self.core, optimizer)
+
+    def restore(self, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+        """Optimiser, schedule, generators, history and position of a checkpoint."""
+        optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.perm_gen.set_state(state["rng"]["perm"])
+        aug_state, torch_state = _saved_generators(state["rng"], self.rank, self.world)
+        if aug_state is not None:
+            self.aug_gen.set_state(aug_state.to(self.aug_gen.get_state().device))
+        torch.set_rng_state(torch_state)
+        self.history = list(state["history"])
+        # A run stopped by Ctrl-C continues inside its epoch (see _stop_at_step).
+        self.position = _Position(
+            epoch=int(state["epoch"]),
+            step=int(state.get("step", 0)),
+            sums={k: v.to(self.device) for k, v in state.get("partial_sums", {}).items()},
+        )
+
+    # ------------------------------------------------------------------ epochs
+    def train(self) -> Prediction | None:
+        """Every remaining epoch; returns the final read-out when an epoch made it."""
+        from tqdm.auto import tqdm
+
+        start = self.position
+        stop = StopRequest(enabled=self.world == 1).install()
+        self.bar = tqdm(
+            total=(self.total_epochs - start.epoch) * self.steps_per_epoch - start.step,
+            disable=not self.show,
+            unit="step",
+            dynamic_ncols=True,
+            desc=f"{self.cfg.method} {self.dataset.name}",
+        )
+        prediction = None
+        try:
+            for epoch in range(start.epoch, self.total_epochs):
+                first = start.step if epoch == start.epoch else 0
+                sums = start.sums if first else {}
+                read_out = self.run_epoch(epoch, first, sums, stop)
+                if read_out is not None:
+                    prediction = read_out
+        finally:
+            stop.restore()
+            self.bar.close()
+        return prediction
+
+    def run_epoch(
+        self, epoch: int, first: int, sums: dict[str, Tensor], stop: StopRequest
+    ) -> Prediction | None:
+        """Epoch ``epoch`` from its step ``first``, then its row, read-out and checkpoint."""
+        epoch_start = time.perf_counter()
+        own_loss = epoch < self.epochs  # the method's losses (else self-labelling)
+        self.core.self_label = None if own_loss else self.self_label
+        if epoch == self.epochs and not first:
+            # Self-labelling starts afresh (as SCAN's does): momentum from the
+            # method's losses would keep moving the weights without a target.
+            self.optimizer.state.clear()
+        self.module.train()
+        perm_state = self.perm_gen.get_state()
+        perm = torch.randperm(self.n, generator=self.perm_gen)
+        if own_loss:
+            self.method.on_epoch_start(epoch)
+        # after Ctrl-C the epoch continues at step `first` of the same order
+        spe, batch = self.steps_per_epoch, self.global_batch
+        batches = self.data.train_batches(
+            perm[first * batch :], batch, spe - first, self.rank, self.world
+        )
+        for step, (idx, raw) in enumerate(batches, start=first):
+            if stop.requested:
+                where = (epoch, step, spe)
+                _stop_at_step(self.run_dir, where, self.save_last, perm_state, sums)
+            logged = self.method.on_step(epoch * spe + step, epoch) if own_loss else None
+            out = self.train_step(idx, raw)
+            if logged:
+                out = {**logged, **out}
+            for key, value in out.items():
+                value = value.detach().float()
+                sums[key] = sums[key] + value if key in sums else value
+            self.bar.update(1)
+        if own_loss:
+            self.method.on_epoch_end(epoch)
+        row = self.epoch_row(epoch, sums, epoch_start)
+        prediction = self.evaluate(epoch, row)
+        self.history.append(row)
+        self.bar.set_postfix({k: f"{row[k]:.4f}" for k in ("loss", "acc") if k in row})
+        log.info(
+            "epoch %d/%d %s",
+            epoch + 1,
+            self.total_epochs,
+            " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
+        )
+        self.save_last(epoch + 1, self.perm_gen.get_state())
+        if self.run_dir is not None and self.is_main:
+            rundir.write_history_csv(self.run_dir / rundir.METRICS_CSV, self.history)
+        if self.world > 1:
+            self.fabric.barrier()
+        return prediction
+
+    def train_step(self, idx: Tensor, raw: Tensor) -> dict[str, Tensor]:
+        """Augment one batch on the device, take one optimiser step; the losses."""
+        method, device = self.method, self.device
+        raw = raw.to(device, non_blocking=True)
+        unit = method.to_unit(raw)
+        views = [
+            model_input(method.normalize(self.augment(unit, generator=self.aug_gen)))
+            for _ in range(method.n_views)
+        ]
+        out = self.module(views, model_input(method.normalize(unit)), idx.to(device))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.fabric.backward(out["loss"])
+        self.optimizer.step()
+        self.scheduler.step()
+        return out
+
+    def epoch_row(self, epoch: int, sums: dict[str, Tensor], started: float) -> dict[str, Any]:
+        """The epoch's line of ``metrics.csv``: mean losses, learning rate, seconds."""
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        row.update({k: float(v) / self.steps_per_epoch for k, v in sums.items()})
+        if not math.isfinite(row["loss"]):
+            where = self.run_dir / rundir.LAST if self.run_dir is not None else None
+            raise TrainingDivergedError(
+                f"the loss became {row['loss']} in epoch {epoch + 1}; "
+                + (f"the last good checkpoint is kept at {where}; " if where else "")
+                + "lower the learning rate (--lr) or check the data for extreme values"
+            )
+        row["lr"] = self.scheduler.get_last_lr()[0]
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        return row
+
+    # ------------------------------------------------------------------ evaluate
+    def evaluate(self, epoch: int, row: dict[str, Any]) -> Prediction | None:
+        """Score the read-out into ``row`` on the epochs ``eval_every`` asks for and at
+        the end (when labels exist); returns the final read-out."""
+        last = epoch + 1 == self.total_epochs
+        every = self.cfg.train.eval_every
+        if self.dataset.labels is None or not (last or (every and (epoch + 1) % every == 0)):
+            return None
+        pred = predict(
+            self.method,
+            self.data,
+            self.device,
+            self.cfg.train.predict_with,
+            self.cfg.train.seed,
+            keep_probs=last,  # only the final read-out keeps the N x K probs
+            kmeans_space=self.cfg.train.kmeans_space,
+            kmeans_n_init=self.cfg.train.kmeans_n_init,
+            progress="scoring" if self.show else None,
+        )
+        # Only what the row logs: AMI alone costs seconds at K = 1000.
+        row.update(evaluate(self.dataset.labels, pred.labels, keys=("acc", "nmi", "ari")))
+        warn_empty_clusters(pred.labels, self.cfg.n_clusters, f"after epoch {epoch + 1}")
+        return pred if last else None  # the final read-out: not computed again at the end
+
+    # ------------------------------------------------------------------ save
+    def save_last(self, epoch: int, perm_state: Tensor, **position: Any) -> None:
+        """Write ``last.ckpt``: a collective with several processes (each gives its
+        generators), so every process calls it at an epoch's end."""
+        if self.run_dir is None:
+            return
+        device, world = self.device, self.world
+        per_rank = None
+        if world > 1:
+            per_rank = {
+                "aug": _gather_states(self.fabric, self.aug_gen.get_state(), device),
+                "torch": _gather_states(self.fabric, torch.get_rng_state(), device),
+            }
+        if not self.is_main:
+            return
+        state = make_checkpoint(
+            self.method,
+            self.cfg,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            epoch=epoch,
+            rng={
+                "perm": perm_state,
+                "aug": self.aug_gen.get_state().cpu(),
+                "torch": torch.get_rng_state(),
+                **({} if per_rank is None else {"ranks": per_rank}),
+            },
+            history=self.history,
+            **position,
+        )
+        save_checkpoint(state, self.run_dir / rundir.LAST)
+
+    # ------------------------------------------------------------------ finish
+    def finish(self, prediction: Prediction | None, report: bool) -> FitResult:
+        """The final read-out and metrics; the run's files on the main process."""
+        method, cfg, dataset = self.method, self.cfg, self.dataset
+        method.eval()
+        if prediction is None:
+            prediction = predict(
+                method,
+                self.data,
+                self.device,
+                cfg.train.predict_with,
+                cfg.train.seed,
+                progress="predicting" if self.show else None,
+                kmeans_space=cfg.train.kmeans_space,
+                kmeans_n_init=cfg.train.kmeans_n_init,
+            )
+        labels = dataset.labels
+        metrics = evaluate(labels, prediction.labels) if labels is not None else None
+        seconds = time.perf_counter() - self.start_time
+        method.cpu()
+        run_dir = self.run_dir
+        if run_dir is not None and self.is_main:
+            _write_outputs(
+                run_dir, cfg, method, dataset, prediction, metrics, self.history, seconds
+            )
+            if report:
+                _write_report(run_dir, method, dataset, prediction, cfg.train.seed, self.quiet)
+        if self.fabric.world_size > 1:
+            # The other processes (on other nodes too) return once the run directory is
+            # complete, so that what follows them on their node can read it.
+            self.fabric.barrier()
+        return FitResult(method, cfg, prediction, metrics, self.history, seconds, run_dir)
+
+
 def _fit(
     fabric: Any,
     cfg: RunConfig,
@@ -386,244 +771,14 @@ def _fit(
     init_state: dict[str, Tensor] | None = None,
     report: bool = False,
 ) -> FitResult:
-    from tqdm.auto import tqdm
-
-    fabric.launch()
-    rank, world = fabric.global_rank, fabric.world_size
-    is_main = rank == 0
-    device = fabric.device
-    start_time = time.perf_counter()
-
-    torch.manual_seed(cfg.train.seed)
-    n = len(dataset)
-    global_batch = cfg.train.batch_size or min(256, n)
-    global_batch -= global_batch % world
-    if global_batch < 2 * world:
-        raise ConfigError(f"batch size {global_batch} is too small for {world} devices")
-    steps_per_epoch = max(1, n // global_batch)
-
-    method = build_method(cfg, dataset.input_shape, n)
-    if world > 1 and device.type == "cuda" and cfg.train.sync_batchnorm:
-        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
-    data = make_source(dataset, device, cfg.data)
-    if resume_state is None:
-        method.set_input_stats(data.batches(4096))
-        if init_state is not None:  # the final model of a K search
-            fresh = warm_start(method, init_state)
-            log.info("started from the K search's model; fresh: %s", ", ".join(fresh) or "none")
+    trainer = _Trainer(fabric, cfg, dataset, run_dir, quiet, init_state, resume_state)
+    prediction = None
+    if trainer.method.trainable:
+        trainer.set_up_training(resume_state)
+        prediction = trainer.train()
     else:
-        method.load_state_dict(resume_state["state_dict"])
-    if method.trainable:
-        _resolve_auto_settings(cfg, dataset)
-        cfg.train.batch_size = global_batch
-    if run_dir is not None and is_main:
-        save_yaml(cfg.to_dict(), run_dir / rundir.CONFIG)
-        log.info("run %s: %s on %s (%d samples)", run_dir, cfg.method, dataset.name, n)
-    if is_main:
-        settings = _settings_line(cfg, dataset, global_batch, method.trainable)
-        if run_dir is not None:
-            settings += f" -> {run_dir}"
-        log.info("%s", settings)
-        if not quiet:
-            print(settings, file=sys.stderr)
-
-    perm_gen = torch.Generator().manual_seed(cfg.train.seed)
-    aug_gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1000 + rank)
-    history: list[dict[str, Any]] = []
-    start_epoch = start_step = 0
-    partial_sums: dict[str, Tensor] = {}
-    prediction: Prediction | None = None
-
-    if not method.trainable and cfg.train.self_label_epochs:
-        raise ConfigError(
-            f"self_label_epochs needs a trained method; '{cfg.method}' is fitted in "
-            "closed form: set train.self_label_epochs to 0"
-        )
-    epochs = cfg.train.epochs
-    total_epochs = epochs + cfg.train.self_label_epochs
-    self_label = (
-        SelfLabelLoss(cfg.train.self_label_threshold, cfg.train.self_label_balance)
-        if cfg.train.self_label_epochs
-        else None
-    )
-    if not method.trainable:
-        method.to(device)
-        if resume_state is None:
-            method.fit_closed_form(method.to_unit(data.materialize()))
-        optimizer = scheduler = None
-    else:
-        augment = build_augmentation(
-            cfg.augment.name, dataset.kind, dataset.input_shape, cfg.augment.options
-        )
-        augment = augment.to(device)
-        method.to(device)
-        module = core = _Module(method)
-        optimizer = _make_optimizer(list(method.parameters()), cfg)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, steps_per_epoch))
-        if resume_state is not None:
-            optimizer.load_state_dict(resume_state["optimizer"])
-            scheduler.load_state_dict(resume_state["scheduler"])
-            perm_gen.set_state(resume_state["rng"]["perm"])
-            aug_state, torch_state = _saved_generators(resume_state["rng"], rank, world)
-            if aug_state is not None:
-                aug_gen.set_state(aug_state.to(aug_gen.get_state().device))
-            torch.set_rng_state(torch_state)
-            history = list(resume_state["history"])
-            start_epoch = int(resume_state["epoch"])
-            # A run stopped by Ctrl-C continues inside its epoch (see _stop_at_step).
-            start_step = int(resume_state.get("step", 0))
-            partial_sums = {
-                k: v.to(device) for k, v in resume_state.get("partial_sums", {}).items()
-            }
-        method.on_fit_start(
-            lambda fn: apply_batched(method, data, fn, device, batch_size=512),
-            resumed=resume_state is not None,
-        )
-        module, optimizer = fabric.setup(module, optimizer)
-
-        def save_last(epoch: int, perm_state: Tensor, **position: Any) -> None:
-            if run_dir is None:
-                return
-            per_rank = None
-            if world > 1:  # a collective: every process calls save_last at an epoch's end
-                per_rank = {
-                    "aug": _gather_states(fabric, aug_gen.get_state(), device),
-                    "torch": _gather_states(fabric, torch.get_rng_state(), device),
-                }
-            if not is_main:
-                return
-            state = make_checkpoint(
-                method,
-                cfg,
-                optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(),
-                epoch=epoch,
-                rng={
-                    "perm": perm_state,
-                    "aug": aug_gen.get_state().cpu(),
-                    "torch": torch.get_rng_state(),
-                    **({} if per_rank is None else {"ranks": per_rank}),
-                },
-                history=history,
-                **position,
-            )
-            save_checkpoint(state, run_dir / rundir.LAST)
-
-        stop = StopRequest(enabled=world == 1).install()
-        bar = tqdm(
-            total=(total_epochs - start_epoch) * steps_per_epoch - start_step,
-            disable=quiet or not is_main,
-            unit="step",
-            dynamic_ncols=True,
-            desc=f"{cfg.method} {dataset.name}",
-        )
-        try:
-            for epoch in range(start_epoch, total_epochs):
-                epoch_start = time.perf_counter()
-                core.self_label = self_label if epoch >= epochs else None
-                if epoch == epochs and not (epoch == start_epoch and start_step):
-                    # Self-labelling starts afresh (as SCAN's does): momentum from the
-                    # method's losses would keep moving the weights without a target.
-                    optimizer.state.clear()
-                module.train()
-                perm_state = perm_gen.get_state()
-                perm = torch.randperm(n, generator=perm_gen)
-                first = start_step if epoch == start_epoch else 0
-                sums: dict[str, Tensor] = partial_sums if first else {}
-                # after Ctrl-C the epoch continues at step `first` of the same order
-                batches = data.train_batches(
-                    perm[first * global_batch :], global_batch, steps_per_epoch - first, rank, world
-                )
-                for step, (idx, raw) in enumerate(batches, start=first):
-                    if stop.requested:
-                        where = (epoch, step, steps_per_epoch)
-                        _stop_at_step(run_dir, where, save_last, perm_state, sums)
-                    raw = raw.to(device, non_blocking=True)
-                    unit = method.to_unit(raw)
-                    views = [
-                        model_input(method.normalize(augment(unit, generator=aug_gen)))
-                        for _ in range(method.n_views)
-                    ]
-                    out = module(views, model_input(method.normalize(unit)), idx.to(device))
-                    optimizer.zero_grad(set_to_none=True)
-                    fabric.backward(out["loss"])
-                    optimizer.step()
-                    scheduler.step()
-                    for key, value in out.items():
-                        value = value.detach().float()
-                        sums[key] = sums[key] + value if key in sums else value
-                    bar.update(1)
-                row: dict[str, Any] = {"epoch": epoch + 1}
-                row.update({k: float(v) / steps_per_epoch for k, v in sums.items()})
-                if not math.isfinite(row["loss"]):
-                    where = run_dir / rundir.LAST if run_dir is not None else None
-                    raise TrainingDivergedError(
-                        f"the loss became {row['loss']} in epoch {epoch + 1}; "
-                        + (f"the last good checkpoint is kept at {where}; " if where else "")
-                        + "lower the learning rate (--lr) or check the data for extreme values"
-                    )
-                row["lr"] = scheduler.get_last_lr()[0]
-                row["seconds"] = round(time.perf_counter() - epoch_start, 3)
-                last = epoch + 1 == total_epochs
-                every = cfg.train.eval_every
-                if dataset.labels is not None and (last or (every and (epoch + 1) % every == 0)):
-                    pred = predict(
-                        method,
-                        data,
-                        device,
-                        cfg.train.predict_with,
-                        cfg.train.seed,
-                        keep_probs=last,  # only the final read-out keeps the N x K probs
-                        kmeans_space=cfg.train.kmeans_space,
-                        kmeans_n_init=cfg.train.kmeans_n_init,
-                        progress=None if quiet or not is_main else "scoring",
-                    )
-                    if last:  # the final read-out: not computed a second time below
-                        prediction = pred
-                    # Only what the row logs: AMI alone costs seconds at K = 1000.
-                    row.update(evaluate(dataset.labels, pred.labels, keys=("acc", "nmi", "ari")))
-                    warn_empty_clusters(pred.labels, cfg.n_clusters, f"after epoch {epoch + 1}")
-                history.append(row)
-                bar.set_postfix({k: f"{row[k]:.4f}" for k in ("loss", "acc") if k in row})
-                log.info(
-                    "epoch %d/%d %s",
-                    epoch + 1,
-                    total_epochs,
-                    " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
-                )
-                save_last(epoch + 1, perm_gen.get_state())
-                if run_dir is not None and is_main:
-                    rundir.write_history_csv(run_dir / rundir.METRICS_CSV, history)
-                if world > 1:
-                    fabric.barrier()
-        finally:
-            stop.restore()
-            bar.close()
-
-    method.eval()
-    if prediction is None:
-        prediction = predict(
-            method,
-            data,
-            device,
-            cfg.train.predict_with,
-            cfg.train.seed,
-            progress=None if quiet or not is_main else "predicting",
-            kmeans_space=cfg.train.kmeans_space,
-            kmeans_n_init=cfg.train.kmeans_n_init,
-        )
-    metrics = evaluate(dataset.labels, prediction.labels) if dataset.labels is not None else None
-    seconds = time.perf_counter() - start_time
-    method.cpu()
-    if run_dir is not None and is_main:
-        _write_outputs(run_dir, cfg, method, dataset, prediction, metrics, history, seconds)
-        if report:
-            _write_report(run_dir, method, dataset, prediction, cfg.train.seed, quiet)
-    if world > 1:
-        # The other processes (on other nodes too) return once the run directory is
-        # complete, so that what follows them on their node can read it.
-        fabric.barrier()
-    return FitResult(method, cfg, prediction, metrics, history, seconds, run_dir)
+        trainer.fit_closed_form(resume_state)
+    return trainer.finish(prediction, report)
 
 
 def _write_report(

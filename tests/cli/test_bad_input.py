@@ -337,6 +337,19 @@ CASES: dict[str, Case] = {
         r"already holds a run",
         r"--resume .*--overwrite",
     ),
+    "a schedule longer than the run": Case(
+        lambda tmp, run: [
+            *["fit", "digits", "--method", "deca", "--preset", "deca/digits"],
+            *["--epochs", "2", "--out", str(tmp / "deca"), "--device", "cpu", "--quiet"],
+        ],
+        r"deca: kmeans_init_epoch=4 is not reached within --epochs 2",
+        r"lower kmeans_init_epoch or train longer",
+    ),
+    "a setting counted in steps": Case(
+        lambda tmp, run: ["fit", "--method", "deca", "-p", "reseed_interval=144", *TINY],
+        r"params\.reseed_interval is no longer a deca option",
+        r"reseed_interval_epochs = reseed_interval / steps per epoch",
+    ),
     "--resume with no run": Case(
         lambda tmp, run: ["fit", "--out", str(tmp / "none"), "--resume", *TINY],
         r"nothing to resume",
@@ -539,6 +552,11 @@ API_CASES: dict[str, tuple[Callable[[Path], object], type[ContraclustError], str
         lambda t: Clusterer(n_clusters=3, params={"bogus": 1}).fit(vectors()),
         ConfigError,
         "params.bogus",
+    ),
+    "a schedule longer than the run": (
+        lambda t: Clusterer("deca", preset="deca/digits", epochs=2).fit(vectors()),
+        ConfigError,
+        "kmeans_init_epoch=4 is not reached within epochs=2",
     ),
     "unknown estimator parameter": (
         lambda t: Clusterer().set_params(clusters=3),

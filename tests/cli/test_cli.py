@@ -151,6 +151,24 @@ def test_existing_run_not_overwritten_subprocess(trained: Path) -> None:
     assert (trained / "model.ckpt").read_bytes() == before
 
 
+def test_a_preset_schedule_longer_than_the_run_is_refused_before_any_file(
+    tmp_path: Path,
+) -> None:
+    """deca/digits starts k-means at epoch 4: two epochs would end with one cluster."""
+    out = tmp_path / "deca"
+    proc = run_cli(
+        "fit", "digits", "--method", "deca", "--preset", "deca/digits", "--epochs", "2",
+        "--out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        "contraclust: error: deca: kmeans_init_epoch=4 is not reached within --epochs 2; "
+        "lower kmeans_init_epoch or train longer"
+    ]
+    assert not out.exists()
+
+
 def test_debug_shows_traceback() -> None:
     proc = run_cli("--debug", "fit", "--method", "nope", "--out", "/tmp/unused-cc-run")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
@@ -165,8 +183,9 @@ def test_fit_on_two_processes_ddp(method: str, tmp_path: Path) -> None:
     # concurl's self-labelling epoch leaves its exemplar head without gradient: DDP
     # must then be told to expect unused parameters
     self_label = method == "concurl"
-    # deca's checks for emptied clusters are collectives (a broadcast of the centres)
-    checks = ["--param", "reseed_interval=2", "--param", "merge_confusion=0.15"]
+    # deca's checks for emptied clusters (every 2 of 14 steps) are collectives (a
+    # broadcast of the centres)
+    checks = ["--param", "reseed_interval_epochs=0.143", "--param", "merge_confusion=0.15"]
     proc = run_cli(
         "fit", "digits", "--method", method, "--devices", "2", "--device", "cpu",
         "--epochs", "2", "--batch-size", "128", "--out", str(out), "--quiet",

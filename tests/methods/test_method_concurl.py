@@ -123,18 +123,32 @@ def test_every_trainable_parameter_gets_a_gradient(params: dict, frozen: set[str
     assert ("exemplar_head.weight" in names) == (params.get("beta", 1.0) > 0)
 
 
-def test_prototypes_are_renormalised_and_frozen_for_the_first_epochs() -> None:
-    method = small_method(freeze_prototypes_epochs=1)
+@pytest.mark.parametrize(("epochs", "last_frozen"), [(1, 6), (0.5, 3), (1.5, 10)])
+def test_prototypes_are_renormalised_and_frozen_for_the_first_epochs(
+    epochs: float, last_frozen: int
+) -> None:
+    method = small_method(freeze_prototypes_epochs=epochs)
+    method.start_fit(lambda fn: torch.empty(0), 7, resumed=False)  # 120 // 16 = 7 steps
     with torch.no_grad():
         method.prototypes.mul_(3.0)
-    one_step(method)  # 1 step of an epoch of 120 // 16 = 7 steps: frozen
+    method.on_step(0, 0)
+    one_step(method)  # the first step: frozen
     torch.testing.assert_close(method.prototypes.norm(dim=1), torch.ones(10))
     assert method.prototypes.grad is not None
     assert torch.count_nonzero(method.prototypes.grad) == 0
-    method.steps_done.fill_(7)
+    method.on_step(last_frozen, last_frozen // 7)
+    one_step(method)
+    assert torch.count_nonzero(method.prototypes.grad) == 0
+    method.on_step(last_frozen + 1, (last_frozen + 1) // 7)
     one_step(method)
     assert torch.count_nonzero(method.prototypes.grad) > 0
-    assert int(method.steps_done) == 8
+
+
+def test_freezing_the_prototypes_for_the_whole_run_is_refused(digits_small) -> None:
+    with pytest.raises(
+        ConfigError, match="freeze_prototypes_epochs=2 keeps the prototypes from training"
+    ):
+        fit(small_cfg(epochs=2, freeze_prototypes_epochs=2), digits_small, quiet=True)
 
 
 def test_memory_bank_moves_during_training() -> None:

@@ -6,13 +6,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import one_class_in_two_and_two_in_one
 from sklearn.cluster import KMeans
 
 from contraclust.config import RunConfig, from_dict
 from contraclust.data import load_dataset
 from contraclust.errors import ConfigError
 from contraclust.methods import get_method
-from contraclust.methods.deca import DECA, DECAParams, bisection_separation
+from contraclust.methods.deca import DECA, DECAParams
 from contraclust.training import fit
 from contraclust.training.checkpoint import build_method
 from contraclust.training.predict import apply_batched
@@ -49,15 +50,29 @@ def deca_cfg(epochs: int = 1, n_clusters: int = 10, **params: Any) -> RunConfig:
     )
 
 
+#: Steps in an epoch of ``deca_cfg`` on ``digits_small``: 120 samples, batch 30.
+STEPS_PER_EPOCH = 4
+
+
 def started_method(dataset, n_clusters: int = 10, **params: Any) -> DECA:
-    """A DECA method after on_fit_start, as the training loop leaves it."""
+    """A DECA method after start_fit, as the training loop leaves it."""
     torch.manual_seed(0)
     cfg = deca_cfg(n_clusters=n_clusters, **params)
     method = build_method(cfg, dataset.input_shape, len(dataset))
     assert isinstance(method, DECA)
     method.set_input_stats(dataset.data)
-    method.on_fit_start(lambda fn: apply_batched(method, dataset.data, fn, CPU), resumed=False)
+    method.start_fit(
+        lambda fn: apply_batched(method, dataset.data, fn, CPU), STEPS_PER_EPOCH, resumed=False
+    )
     return method
+
+
+def train_step(
+    method: DECA, views: list[torch.Tensor], clean: torch.Tensor, index: torch.Tensor, step: int
+) -> dict[str, torch.Tensor]:
+    """What the trainer does for global step ``step``: the hook, then the losses."""
+    logged = method.on_step(step, step // STEPS_PER_EPOCH) or {}
+    return {**logged, **method.training_loss(views, clean, index)}
 
 
 def batch_of(method: DECA, dataset, size: int = 24) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -141,14 +156,14 @@ def test_batchnorm_statistics_are_recalibrated_before_kmeans(digits_small) -> No
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"cluster_weight": 0.0, "anchor_weight": 0.0}, {"kmeans_init_step": 5}],
+    [{}, {"cluster_weight": 0.0, "anchor_weight": 0.0}, {"kmeans_init_epoch": 1.25}],
     ids=["default", "zero-weights", "before-init"],
 )
 def test_every_parameter_gets_a_gradient(digits_small, params: dict[str, Any]) -> None:
     method = started_method(digits_small, **params)
     method.train()
     views, clean = batch_of(method, digits_small)
-    out = method.training_loss(views, clean, torch.arange(24))
+    out = train_step(method, views, clean, torch.arange(24), step=0)
     out["loss"].backward()
     missing = [name for name, p in method.named_parameters() if p.grad is None]
     assert not missing
@@ -157,33 +172,20 @@ def test_every_parameter_gets_a_gradient(digits_small, params: dict[str, Any]) -
         assert float(method.instance_head.net[0].weight.grad.abs().sum()) > 0
 
 
-def test_kmeans_init_step_defers_the_centres_and_the_clustering_losses(digits_small) -> None:
-    method = started_method(digits_small, kmeans_init_step=2)
+def test_kmeans_init_epoch_defers_the_centres_and_the_clustering_losses(digits_small) -> None:
+    method = started_method(digits_small, kmeans_init_epoch=0.5)  # step 2 of 4 an epoch
     method.train()
     views, clean = batch_of(method, digits_small)
     index = torch.arange(24)
-    for _ in range(2):
-        out = method.training_loss(views, clean, index)
+    for step in range(2):
+        out = train_step(method, views, clean, index, step)
         assert bool((method.centers == 0).all())
         torch.testing.assert_close(out["loss"], out["instance"])
-    out = method.training_loss(views, clean, index)
+    out = train_step(method, views, clean, index, step=2)
     assert bool((method.centers != 0).any())
     assert out["loss"].item() == pytest.approx(
         (out["instance"] + out["cluster"] + out["anchor"]).item(), rel=1e-5
     )
-
-
-def test_bisection_separation_tells_two_groups_from_one() -> None:
-    gen = torch.Generator().manual_seed(0)
-    one = torch.randn(2000, 8, generator=gen, dtype=torch.float64)
-    # Halves of one Gaussian, cut through its mean: about 2.7 (1.6 / 0.6).
-    halves = (one[:, 0] > 0).long()
-    assert 2.3 < bisection_separation(one, halves) < 3.1
-    two = one.clone()
-    two[:1000, 0] += 10.0
-    groups = (torch.arange(2000) < 1000).long()
-    assert bisection_separation(two, groups) > 9.0
-    assert bisection_separation(one, torch.zeros(2000, dtype=torch.long)) == 0.0
 
 
 def emptied(method: DECA, dataset, cluster: int) -> DECA:
@@ -217,66 +219,24 @@ def test_an_emptied_cluster_is_reseeded_with_half_of_another(digits_small) -> No
     torch.testing.assert_close(method.centers.detach(), after, atol=0, rtol=0)
 
 
-def one_class_in_two_and_two_in_one(method: DECA) -> torch.Tensor:
-    """What the data pass of ``reseed_emptied_centers`` returns for a made-up data set.
-
-    Three centres in the first two coordinates: one class (a Gaussian at the origin)
-    cut in two by centres 0 and 1, and two tight groups at (20, -3) and (20, 3)
-    sharing centre 2. Features and projections are the same points.
-    """
-    gen = torch.Generator().manual_seed(0)
-    blob = torch.randn(200, 2, generator=gen)
-    pair = torch.randn(200, 2, generator=gen) * 0.3 + torch.tensor([20.0, 0.0])
-    pair[:100, 1] -= 3.0
-    pair[100:, 1] += 3.0
-    points = torch.cat([blob, pair])
-    labels = torch.cat([(blob[:, 0] >= 0).long(), torch.full((200,), 2)])
-    dim = method.centers.shape[1]
-    proj = method.instance_head.net[-1].out_features
-    h = torch.zeros(400, dim)
-    h[:, :2] = points
-    z = torch.zeros(400, proj)
-    z[:, :2] = points
-    with torch.no_grad():
-        method.centers.zero_()
-        method.centers[:, :2] = torch.tensor([[-0.8, 0.0], [0.8, 0.0], [20.0, 0.0]])
-    return torch.cat([h, z, labels[:, None].float()], dim=1)
-
-
-@pytest.mark.parametrize("merge_confusion", [0.0, 0.15, 0.99])
-def test_a_class_cut_in_two_is_merged_to_split_a_cluster_of_two(
-    digits_small, monkeypatch, merge_confusion: float
-) -> None:
-    method = started_method(digits_small, n_clusters=3, merge_confusion=merge_confusion)
-    data = one_class_in_two_and_two_in_one(method)
-    monkeypatch.setattr(method, "_data_pass", lambda fn: data)
-    before = method.centers.detach().clone()
-    assert method.reseed_emptied_centers(merge=False) == 0  # merging only when asked
-    moved = method.reseed_emptied_centers(merge=True)
-    if merge_confusion in (0.0, 0.99):  # off, or a threshold above the confusion
-        assert moved == 0
-        torch.testing.assert_close(method.centers.detach(), before, atol=0, rtol=0)
-        return
-    assert moved == 1 and int(method.merges_done) == 1
-    found = sorted(method.centers.detach()[:, :2].tolist(), key=lambda c: (round(c[0]), c[1]))
-    expected = [[0.0, 0.0], [20.0, -3.0], [20.0, 3.0]]
-    torch.testing.assert_close(torch.tensor(found), torch.tensor(expected), atol=0.2, rtol=0)
-
-
 def test_merges_stop_at_max_merges(digits_small, monkeypatch) -> None:
-    method = started_method(digits_small, n_clusters=3, merge_confusion=0.15, reseed_interval=1)
-    data = one_class_in_two_and_two_in_one(method)
-    monkeypatch.setattr(method, "_data_pass", lambda fn: data)
+    method = started_method(
+        digits_small, n_clusters=3, merge_confusion=0.15, reseed_interval_epochs=0.25
+    )
+    proj_dim = method.instance_head.net[-1].out_features
+    h, z, labels = one_class_in_two_and_two_in_one(method.centers, proj_dim)
+    data = torch.cat([h, z, labels[:, None].float()], dim=1)  # what the data pass returns
+    monkeypatch.setattr(method, "data_pass", lambda fn: data)
     method.merges_done.fill_(1)  # the one merge of the default max_merges is spent
     method.train()
     views, clean = batch_of(method, digits_small)
     before = method.centers.detach().clone()
-    out = method.training_loss(views, clean, torch.arange(24))  # step 0: no check
-    out = method.training_loss(views, clean, torch.arange(24))  # step 1: a check
+    out = train_step(method, views, clean, torch.arange(24), step=0)  # no check
+    out = train_step(method, views, clean, torch.arange(24), step=1)  # a check
     assert float(out["reseeded"]) == 0.0
     torch.testing.assert_close(method.centers.detach(), before, atol=0, rtol=0)
     method.merges_done.zero_()
-    out = method.training_loss(views, clean, torch.arange(24))  # step 2: merges again
+    out = train_step(method, views, clean, torch.arange(24), step=2)  # merges again
     assert float(out["reseeded"]) == 1.0 and int(method.merges_done) == 1
 
 
@@ -290,26 +250,27 @@ def test_a_checkpoint_without_a_merge_count_still_loads(digits_small) -> None:
 
 
 def test_reseeding_runs_on_its_schedule(digits_small) -> None:
-    method = emptied(started_method(digits_small, reseed_interval=2), digits_small, 5)
+    method = emptied(
+        started_method(digits_small, reseed_interval_epochs=0.5), digits_small, 5
+    )  # every 2 steps
     method.train()
     views, clean = batch_of(method, digits_small)
     index = torch.arange(24)
-    reseeded = [float(method.training_loss(views, clean, index)["reseeded"]) for _ in range(3)]
+    reseeded = [float(train_step(method, views, clean, index, s)["reseeded"]) for s in range(3)]
     # Checks at steps 2, 4, ...: none at 0 (the k-means start) or 1.
     assert reseeded == [0.0, 0.0, 1.0]
     off = started_method(digits_small)
     off.train()
-    assert "reseeded" not in off.training_loss(views, clean, index)
+    assert "reseeded" not in train_step(off, views, clean, index, step=0)
 
 
 def test_dataset_target_is_refreshed_on_schedule_with_any_k(digits_small) -> None:
     # 120 samples, batch 30: 4 steps an epoch; refreshes at steps 0, 3 and 6. K = 7:
     # nothing assumes the 10 clusters of the authors' code.
-    cfg = deca_cfg(epochs=2, n_clusters=7, target="dataset", target_update_interval=3)
+    cfg = deca_cfg(epochs=2, n_clusters=7, target="dataset", target_update_epochs=0.75)
     result = fit(cfg, digits_small, quiet=True)
     assert [row["target_refreshed"] for row in result.history] == [0.5, 0.25]
     method = result.method
-    assert int(method.steps_done) == 8
     assert method.centers.shape == (7, method.backbone.out_dim)
     target = method.dataset_target
     assert target is not None and target.shape == (120, 7)
@@ -330,9 +291,8 @@ def test_dataset_target_follows_the_weights(digits_small) -> None:
     # Rows are indexed by the training-set position of each sample.
     method.train()
     views, clean = batch_of(method, digits_small)
-    method.steps_done.fill_(1)  # not a refresh step
     index = torch.arange(90, 114)
-    out = method.training_loss(views, clean, index)
+    out = train_step(method, views, clean, index, step=1)  # not a refresh step
     h0 = method.backbone(torch.cat([clean, *views]))[:24]
     expected = method.cluster_loss(h0, method.centers, method.dataset_target[index])
     assert out["cluster"].item() == pytest.approx(expected.item(), rel=1e-4)
@@ -347,11 +307,11 @@ def test_dataset_target_follows_the_weights(digits_small) -> None:
         ("cluster_weight", -0.5),
         ("anchor_weight", float("inf")),
         ("target", "epoch"),
-        ("target_update_interval", 0),
+        ("target_update_epochs", 0),
         ("kmeans_n_init", 0),
-        ("kmeans_init_step", -1),
+        ("kmeans_init_epoch", -1),
         ("kmeans_space", "embedding"),
-        ("reseed_interval", -1),
+        ("reseed_interval_epochs", -1),
         ("reseed_below", 1.0),
         ("reseed_below", -0.1),
         ("merge_confusion", -0.1),
@@ -369,13 +329,13 @@ def test_all_weights_zero_is_refused() -> None:
 
 
 def test_bad_hyper_parameter_stops_a_fit(digits_small) -> None:
-    with pytest.raises(ConfigError, match="target_update_interval"):
-        fit(deca_cfg(target="dataset", target_update_interval=0), digits_small, quiet=True)
+    with pytest.raises(ConfigError, match="target_update_epochs"):
+        fit(deca_cfg(target="dataset", target_update_epochs=0), digits_small, quiet=True)
 
 
 def test_resume_of_a_dataset_target_run_equals_a_straight_run(digits_small, tmp_path: Path) -> None:
     # k-means at step 2 and refreshes at steps 2, 3 and 6: the run stops at step 4.
-    params = {"target": "dataset", "target_update_interval": 3, "kmeans_init_step": 2}
+    params = {"target": "dataset", "target_update_epochs": 0.75, "kmeans_init_epoch": 0.5}
     straight = fit(deca_cfg(epochs=2, **params), digits_small, run_dir=tmp_path / "a", quiet=True)
     fit(deca_cfg(epochs=1, **params), digits_small, run_dir=tmp_path / "b", quiet=True)
     resumed = fit(
@@ -387,3 +347,72 @@ def test_resume_of_a_dataset_target_run_equals_a_straight_run(digits_small, tmp_
         straight.method.dataset_target, resumed.method.dataset_target, atol=0, rtol=0
     )
     torch.testing.assert_close(straight.method.centers, resumed.method.centers, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("kmeans_init_step", "kmeans_init_epoch"),
+        ("reseed_interval", "reseed_interval_epochs"),
+        ("target_update_interval", "target_update_epochs"),
+    ],
+)
+def test_settings_counted_in_steps_are_refused_with_their_epoch_names(
+    digits_small, old: str, new: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        fit(deca_cfg(**{old: 4}), digits_small, quiet=True)
+    message = str(info.value)
+    assert f"params.{old}" in message and f"{new} = {old} / steps per epoch" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("params", "epochs", "named"),
+    [
+        ({"kmeans_init_epoch": 2.0}, 2, "kmeans_init_epoch=2 is not reached within epochs=2"),
+        ({"kmeans_init_epoch": 0.5, "reseed_interval_epochs": 1.5}, 2, "reseed_interval_epochs"),
+    ],
+)
+def test_a_schedule_that_cannot_start_within_the_run_is_refused(
+    digits_small, tmp_path: Path, params: dict[str, Any], epochs: int, named: str
+) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=named):
+        fit(deca_cfg(epochs=epochs, **params), digits_small, run_dir=out, quiet=True)
+    assert not out.exists()
+    # Within the run, the same schedules are accepted.
+    DECA.check_schedule(DECAParams(**params), epochs + 1)
+
+
+def test_epoch_schedules_land_on_the_steps_of_the_run(digits_small) -> None:
+    method = started_method(digits_small, kmeans_init_epoch=0.5)
+    assert method.steps_per_epoch == STEPS_PER_EPOCH
+    # 0.5 epochs of 4 steps: step 2; 1.25: step 5; 0.125: step 0.5, rounded up to 1
+    assert [method.step_at(e) for e in (0.5, 1.25, 0.125, 20.0)] == [2, 5, 1, 80]
+
+
+def test_a_checkpoint_with_settings_in_steps_loads_and_resumes_exactly(
+    digits_small, tmp_path: Path
+) -> None:
+    """Checkpoints of older versions: step-counted settings and DECA's step count."""
+    from contraclust.training.checkpoint import method_from_checkpoint, read_checkpoint
+    from contraclust.utils import atomic_torch_save
+
+    params = {"target": "dataset", "target_update_epochs": 0.75, "kmeans_init_epoch": 0.5}
+    straight = fit(deca_cfg(epochs=2, **params), digits_small, run_dir=tmp_path / "a", quiet=True)
+    fit(deca_cfg(epochs=1, **params), digits_small, run_dir=tmp_path / "b", quiet=True)
+    last = tmp_path / "b" / "checkpoints" / "last.ckpt"
+    state = read_checkpoint(last)
+    old = state["config"]["params"]
+    del old["target_update_epochs"], old["kmeans_init_epoch"]
+    old.update(target_update_interval=3, kmeans_init_step=2)  # 4 steps an epoch
+    state["state_dict"]["steps_done"] = torch.tensor(4)
+    atomic_torch_save(state, last)
+    assert isinstance(method_from_checkpoint(read_checkpoint(last)), DECA)
+    resumed = fit(
+        deca_cfg(epochs=2, **params), digits_small, run_dir=tmp_path / "b", resume=True, quiet=True
+    )
+    assert [r["loss"] for r in straight.history] == [r["loss"] for r in resumed.history]
+    torch.testing.assert_close(straight.method.centers, resumed.method.centers, atol=0, rtol=0)
+    assert resumed.config.params["kmeans_init_epoch"] == 0.5

@@ -2,8 +2,8 @@
 and a resumed CPU run ends with the assignments of a run that never stopped.
 
 The in-process tests raise SIGINT from inside a training step, at a known step; the
-subprocess tests signal a real ``contraclust fit`` once its first epoch checkpoint
-exists.
+subprocess tests signal a real ``contraclust fit`` while it waits, in the second
+epoch, for the test to say go (an event, not a delay).
 """
 
 from __future__ import annotations
@@ -50,20 +50,15 @@ def sigint_delivered():
 
 @register_method
 class _CtrlCAtStep(ContrastiveClustering):
-    """CC that sends itself SIGINT during global step ``interrupt_at`` (None: never)."""
+    """CC that sends itself SIGINT during global step ``interrupt_at`` (counted from 1;
+    None: never)."""
 
     name = "test-ctrl-c"
     interrupt_at: int | None = None
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.steps = 0
-
-    def training_loss(self, views, clean, index):
-        self.steps += 1
-        if self.steps == type(self).interrupt_at:
+    def on_step(self, step: int, epoch: int) -> None:
+        if step + 1 == type(self).interrupt_at:
             os.kill(os.getpid(), signal.SIGINT)
-        return super().training_loss(views, clean, index)
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +176,7 @@ def small_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     np.save(folder / "digits300.npy", images)
     preset = {
         "method": "cc",
+        "data": {"name": str(folder / "digits300.npy")},  # made for this data: no warning
         "n_clusters": 10,
         "model": {"backbone": "small_cnn", "width": 8, "hidden_dim": 32, "projection_dim": 16},
         "optim": {"lr": 1e-3},
@@ -207,11 +203,32 @@ def cluster_column(run: Path) -> list[str]:
         return [row["cluster"] for row in csv.DictReader(stream)]
 
 
-def start_fit(small_set, out: Path) -> subprocess.Popen:
+#: ``contraclust fit`` (the command line's ``main``), with CC's step hook made to
+#: print "paused" before global step ``sys.argv[1]`` and wait for a line on stdin. The
+#: hook changes nothing else: the run is the one the command line makes.
+PAUSING_FIT = """
+import sys
+from contraclust.cli import main
+from contraclust.methods.cc import ContrastiveClustering
+
+PAUSE_AT = int(sys.argv[1])
+
+def on_step(self, step, epoch):
+    if step == PAUSE_AT:
+        print("paused", flush=True)
+        sys.stdin.readline()
+
+ContrastiveClustering.on_step = on_step
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def start_fit(small_set, out: Path, pause_at: int) -> subprocess.Popen:
     # The same number of threads as this process, so that sums are taken in the same order.
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.Popen(
-        [sys.executable, "-m", "contraclust.cli", *fit_argv(small_set, out)],
+        [sys.executable, "-c", PAUSING_FIT, str(pause_at), *fit_argv(small_set, out)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -220,18 +237,20 @@ def start_fit(small_set, out: Path) -> subprocess.Popen:
 
 
 def interrupt_fit(small_set, out: Path, signum: int) -> tuple[int, str]:
-    """Start ``contraclust fit``, send ``signum`` in the epoch after the first checkpoint;
-    returns the exit status and stderr."""
-    proc = start_fit(small_set, out)
-    last = out / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 120
-    while not last.exists():
-        assert proc.poll() is None, proc.communicate()[1][-2000:]
-        assert time.monotonic() < deadline, "no checkpoint after 120 s"
-        time.sleep(0.01)
-    time.sleep(0.03)  # into the next epoch
-    assert proc.poll() is None, "training ended before it could be interrupted"
+    """Start ``contraclust fit``, send ``signum`` while it waits before the second step
+    of its second epoch (its first checkpoint written); returns the exit status and
+    stderr."""
+    steps_per_epoch = 300 // 30
+    proc = start_fit(small_set, out, pause_at=steps_per_epoch + 1)
+    assert proc.stdout is not None and proc.stdin is not None
+    line = proc.stdout.readline()  # blocks until the run reaches the step, or ends
+    assert line == "paused\n", proc.communicate()[1][-2000:]
     proc.send_signal(signum)
+    if signum != signal.SIGKILL:
+        # The signal is pending in the run once send_signal returns, so the run's
+        # handler (which only sets a flag) has run before the step that follows.
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     _, err = proc.communicate(timeout=120)
     return proc.returncode, err
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -269,3 +270,73 @@ def test_resumed_processes_take_their_own_saved_generators(caplog) -> None:
         aug, torch_state = _saved_generators(saved, 0, 2)
     assert aug is None and torch.equal(torch_state, states[1])
     assert "written by one process and is resumed on 2" in caplog.text
+
+
+@register_method
+class _RecordingCC(ContrastiveClustering):
+    """CC that records every hook call the trainer makes, in order, in ``calls``."""
+
+    name = "test-hooks"
+    calls: ClassVar[list[tuple]] = []
+
+    def on_fit_start(self, encode, resumed: bool) -> None:
+        type(self).calls.append(("fit_start", resumed, self.steps_per_epoch))
+
+    def on_epoch_start(self, epoch: int) -> None:
+        type(self).calls.append(("epoch_start", epoch))
+
+    def on_step(self, step: int, epoch: int) -> dict[str, torch.Tensor]:
+        type(self).calls.append(("step", step, epoch))
+        return {"hook_step": torch.tensor(float(step))}
+
+    def on_epoch_end(self, epoch: int) -> None:
+        type(self).calls.append(("epoch_end", epoch))
+
+
+def recorded_fit(cfg: RunConfig, dataset, **kwargs) -> tuple[list[tuple], object]:
+    _RecordingCC.calls = []
+    result = fit(cfg, dataset, quiet=True, **kwargs)
+    return list(_RecordingCC.calls), result
+
+
+def test_the_trainer_calls_the_hooks_with_its_counters(digits_small, tmp_path: Path) -> None:
+    cfg = tiny_cfg(epochs=2, self_label_epochs=1, self_label_threshold=0.1, eval_every=0)
+    cfg.method = "test-hooks"
+    calls, result = recorded_fit(cfg, digits_small, run_dir=tmp_path / "straight")
+    # 400 samples, batch 100: 4 steps an epoch, counted from the start of the run; no
+    # hook in the self-labelling epoch, which replaces the method's losses.
+    expected = [("fit_start", False, 4)]
+    for epoch in range(2):
+        expected.append(("epoch_start", epoch))
+        expected += [("step", epoch * 4 + s, epoch) for s in range(4)]
+        expected.append(("epoch_end", epoch))
+    assert calls == expected
+    # What on_step returns is logged like the losses: the mean over the epoch's steps.
+    assert [row.get("hook_step") for row in result.history] == [1.5, 5.5, None]
+
+    # Stopped after epoch 1 and resumed: the hooks see the numbers of the straight run.
+    stopped = tmp_path / "stopped"
+    first, _ = recorded_fit(tiny_cfg_like(cfg, epochs=1, self_label_epochs=0), digits_small,
+                            run_dir=stopped)  # fmt: skip
+    assert first == expected[:7]
+    rest, resumed = recorded_fit(cfg, digits_small, run_dir=stopped, resume=True)
+    assert rest == [("fit_start", True, 4), *expected[7:]]
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in result.history]
+
+
+def tiny_cfg_like(cfg: RunConfig, **train) -> RunConfig:
+    copy = RunConfig.from_dict(cfg.to_dict())
+    for key, value in train.items():
+        setattr(copy.train, key, value)
+    return copy
+
+
+def test_a_fractional_warm_up_lands_on_a_step(digits_small) -> None:
+    from contraclust.training.loop import _lr_factor
+
+    cfg = tiny_cfg()
+    cfg.optim.warmup_epochs = 0.5  # 2 of 4 steps
+    factor = _lr_factor(cfg, 4)
+    assert [factor(step) for step in range(4)] == [0.5, 1.0, 1.0, 1.0]
+    cfg.optim.warmup_epochs = 1  # an integer number of epochs, as before: 4 steps
+    assert [_lr_factor(cfg, 4)(step) for step in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
