@@ -172,13 +172,15 @@ def test_presets_lists_the_installed_presets(installed: Installed) -> None:
     header = re.search(r"presets in (.+):", out)
     assert header, out
     assert Path(header.group(1)).resolve().is_relative_to(installed.site_packages), out
-    listed = set(re.findall(r"^\s+(\S+/\S+)$", out, flags=re.M))
+    rows = dict(re.findall(r"^\s+(\S+/\S+)\s+for (\S+)$", out, flags=re.M))
+    listed = set(rows)
     expected = {
         p.relative_to(PACKAGE_PRESETS).with_suffix("").as_posix()
         for p in PACKAGE_PRESETS.rglob("*.yaml")
     }
     assert listed == expected
     assert "deca/digits" in listed
+    assert rows["deca/usps"] == "usps" and rows["cc/cifar10"] == "cifar10"  # its data set
 
 
 def test_demo_prints_kmeans_and_cc(installed: Installed) -> None:
