@@ -14,6 +14,7 @@ from contraclust.losses.dec import DECLoss, dec_target, student_t_assignment
 from contraclust.losses.distributed import all_reduce_sum, gather_with_grad, rank, world_size
 from contraclust.losses.memory_bank import MemoryBankNCE
 from contraclust.losses.ntxent import NTXentLoss
+from contraclust.losses.scan import SCANLoss
 from contraclust.losses.self_label import SelfLabelLoss
 from contraclust.losses.sinkhorn import SinkhornKnopp, sinkhorn_knopp
 from contraclust.losses.swapped_prediction import SwappedPredictionLoss
@@ -27,6 +28,7 @@ __all__ = [
     "MemoryBankNCE",
     "NTXentLoss",
     "RandomProjections",
+    "SCANLoss",
     "SelfLabelLoss",
     "SinkhornKnopp",
     "SwappedPredictionLoss",
