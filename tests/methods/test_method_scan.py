@@ -255,3 +255,19 @@ def test_fit_on_two_processes_ddp(tmp_path: Path) -> None:
     state = read_checkpoint(out / "model.ckpt")["state_dict"]
     assert state["_extra_state"].shape == (1797, 20)
     assert torch.isfinite(state["head_losses"]).all() and (state["head_losses"] != 0).all()
+
+
+def test_loop_fetches_the_views_of_the_asked_samples(digits_small) -> None:
+    """The loop's callable returns the samples at the given indices (with the
+    augmentation ``none``: exactly their clean inputs), on the training device."""
+    from contraclust.data.augment import build_augmentation
+    from contraclust.data.source import InMemorySource
+    from contraclust.training.loop import _sample_views
+
+    method = started_method(digits_small)
+    augment = build_augmentation("none", "image", digits_small.input_shape, {})
+    fetch = _sample_views(
+        method, InMemorySource(digits_small.data), augment, torch.Generator(), CPU
+    )
+    index = torch.tensor([5, 0, 119, 5])
+    torch.testing.assert_close(fetch(index), method.prepare(digits_small.data[index]))
