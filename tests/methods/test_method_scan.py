@@ -271,3 +271,23 @@ def test_loop_fetches_the_views_of_the_asked_samples(digits_small) -> None:
     )
     index = torch.tensor([5, 0, 119, 5])
     torch.testing.assert_close(fetch(index), method.prepare(digits_small.data[index]))
+
+
+def test_streamed_fit_equals_in_memory_fit(tmp_path: Path, digits) -> None:
+    """A streamed set's neighbours are decoded one file at a time: same run."""
+    from PIL import Image
+
+    folder = tmp_path / "folder"
+    for i in range(90):
+        target = folder / f"d{int(digits.labels[i])}"
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(digits.data[i, 0].numpy()).save(target / f"{i:04d}.png")
+    runs = []
+    for stream in ("off", "on"):
+        cfg = scan_cfg(epochs=2)
+        cfg.data.name, cfg.data.stream, cfg.data.workers = str(folder), stream, 1
+        runs.append(fit(cfg, quiet=True))
+    memory, streamed = runs
+    assert "consistency" in streamed.history[1]
+    assert [r["loss"] for r in streamed.history] == [r["loss"] for r in memory.history]
+    assert torch.equal(streamed.method.neighbours, memory.method.neighbours)
