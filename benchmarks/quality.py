@@ -34,7 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "quality.json"
 REPORT = REPO / "BENCHMARKS.md"
-DEFAULT_METHODS = ("kmeans", "cc", "deca", "concurl", "clc")
+DEFAULT_METHODS = ("kmeans", "cc", "deca", "concurl", "clc", "scan")
 DEFAULT_DATASETS = ("digits", "mnist-test", "usps")
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
 

@@ -15,6 +15,7 @@ from contraclust.losses.distributed import all_reduce_sum, gather_with_grad, ran
 from contraclust.losses.memory_bank import MemoryBankNCE
 from contraclust.losses.ntxent import NTXentLoss
 from contraclust.losses.queue import EmbeddingQueue
+from contraclust.losses.scan import SCANLoss
 from contraclust.losses.self_label import SelfLabelLoss
 from contraclust.losses.sinkhorn import SinkhornKnopp, sinkhorn_knopp
 from contraclust.losses.swapped_prediction import SwappedPredictionLoss
@@ -29,6 +30,7 @@ __all__ = [
     "MemoryBankNCE",
     "NTXentLoss",
     "RandomProjections",
+    "SCANLoss",
     "SelfLabelLoss",
     "SinkhornKnopp",
     "SwappedPredictionLoss",

@@ -281,6 +281,14 @@ class ClusteringMethod(nn.Module):
     def on_epoch_end(self, epoch: int) -> None:
         """Called after the last step of epoch ``epoch`` (0-based)."""
 
+    def use_sample_views(self, sample_views: Callable[[Tensor], Tensor]) -> None:
+        """Called before ``on_fit_start`` of a trained method with a callable that
+        returns one augmented, normalised view of the training samples at the given
+        indices (positions in the training set), on the training device, drawn with
+        the loop's augmentation and generator. For methods whose loss needs samples
+        other than the batch's (SCAN's neighbours); the default ignores it.
+        """
+
     def fit_closed_form(self, data: Tensor) -> None:
         """Fit a non-trainable method on the unit-space data (N, ...)."""
         raise NotImplementedError

@@ -35,7 +35,7 @@ from contraclust.data import ArrayDataset
 from contraclust.data.augment import build_augmentation, resolve_augmentation_name
 from contraclust.data.features import features_dataset
 from contraclust.data.registry import absolute_spec
-from contraclust.data.source import load_training_data, make_source
+from contraclust.data.source import InMemorySource, load_training_data, make_source
 from contraclust.data.streaming import StreamedImageDataset
 from contraclust.errors import ConfigError, ContraclustError, ContraclustWarning, DataError
 from contraclust.evaluation import evaluate
@@ -399,6 +399,27 @@ def _saved_generators(rng: dict[str, Any], rank: int, world: int) -> tuple[Tenso
     return None, rng["torch"]
 
 
+def _sample_views(
+    method: ClusteringMethod,
+    data: Any,
+    augment: Any,
+    aug_gen: torch.Generator,
+    device: torch.device,
+) -> Callable[[Tensor], Tensor]:
+    """One augmented, normalised view of the training samples at ``index``, for
+    methods that need samples beside the batch (see ``use_sample_views``)."""
+
+    def views(index: Tensor) -> Tensor:
+        if isinstance(data, InMemorySource):
+            raw = data.data[index.to(data.data.device)]
+        else:  # streamed: decoded here, one file at a time (an unreadable one is blank)
+            raw = torch.stack([data.dataset[i][0] for i in index.tolist()])
+        unit = method.to_unit(raw.to(device, non_blocking=True))
+        return model_input(method.normalize(augment(unit, generator=aug_gen)))
+
+    return views
+
+
 def _cleanup_on_failure(run_path: Path) -> Callable[..., bool]:
     """An exit callback that, on an exception, removes what the failed run wrote."""
 
@@ -537,6 +558,7 @@ class _Trainer:
         if resume_state is not None:
             self.restore(optimizer, resume_state)
         device, data = self.device, self.data
+        method.use_sample_views(_sample_views(method, data, self.augment, self.aug_gen, device))
         method.start_fit(
             lambda fn: apply_batched(method, data, fn, device, batch_size=512),
             self.steps_per_epoch,
