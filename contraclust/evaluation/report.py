@@ -771,18 +771,26 @@ def write_report(
     run_dir: str | Path,
     content: ReportContent,
     name: str = REPORT_HTML,
-    figures: bool = True,
+    beside: str | None = None,
 ) -> Path:
     """Write ``run_dir/report.html`` (or ``name``) and its figures as PNGs in
-    ``run_dir/report/``; ``figures=False`` writes the self-contained page alone.
+    ``run_dir/report/``.
 
-    Figures of an earlier report that this one no longer draws (a cluster that
-    no longer exists) are removed; other files in ``report/`` are left alone.
+    With ``beside``, a page that would show fewer images than the one already at
+    ``name`` does not replace it: the self-contained page goes to ``run_dir/beside``
+    instead (its figures are not written), and that path is returned. Figures of an
+    earlier report that this one no longer draws (a cluster that no longer exists)
+    are removed; other files in ``report/`` are left alone.
     """
     run_dir = Path(run_dir)
     page, files = render_html(content)
-    if not figures:
-        path = run_dir / name
+    existing = run_dir / name
+    if (
+        beside is not None
+        and existing.is_file()
+        and page.count("<img") < existing.read_text(encoding="utf-8").count("<img")
+    ):
+        path = run_dir / beside
         atomic_write_text(path, page)
         return path
     folder = run_dir / REPORT_DIR

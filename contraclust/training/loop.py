@@ -895,8 +895,8 @@ def degenerate_result(prediction: Prediction, n_clusters: int) -> str | None:
         return None
     return (
         f"degenerate result: {what}. Likely cause: too few epochs for the method's "
-        "schedule, or a learning rate too high; train longer (epochs), lower lr, or use "
-        "a preset made for this kind of data"
+        "schedule, or a learning rate too high; train longer (epochs=N with a larger N), "
+        "lower the learning rate (lr=...), or use a preset made for this kind of data"
     )
 
 

@@ -274,10 +274,14 @@ REPORT_BESIDE = "report-without-data.html"
 
 
 def _stages(total: int, enabled: bool) -> Any:
-    """A progress bar over the steps of writing a report (the map takes seconds)."""
+    """A progress bar over the steps of writing a report (the map takes seconds), on a
+    terminal only: redirected output stays free of bar redraws."""
+    import sys
+
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="report", unit="step", disable=not enabled, leave=False)
+    shown = enabled and sys.stderr.isatty()
+    return tqdm(total=total, desc="report", unit="step", disable=not shown, leave=False)
 
 
 def rebuild_report(
@@ -341,14 +345,13 @@ def rebuild_report(
         seed=cfg.train.seed,
     )
     try:
-        existing = run_dir / rundir.REPORT
-        if dataset is None and existing.is_file():
+        path = write_report(run_dir, content, beside=REPORT_BESIDE)
+        if path.name == REPORT_BESIDE:
             warnings.append(
-                f"{existing} (with the data's images) is kept; this report is written beside "
-                f"it as {REPORT_BESIDE}"
+                f"{run_dir / rundir.REPORT} shows more (the data's images) and is kept; this "
+                f"report is written beside it as {REPORT_BESIDE}"
             )
-            return write_report(run_dir, content, name=REPORT_BESIDE, figures=False), warnings
-        return write_report(run_dir, content), warnings
+        return path, warnings
     finally:
         bar.update()
         bar.close()

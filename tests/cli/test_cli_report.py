@@ -148,17 +148,22 @@ def test_report_of_a_folder_run_and_after_its_data_are_gone(
     assert capsys.readouterr().err == ""
     assert (out / "report" / "cluster-0-confident.png").read_bytes() == grid
 
+    with_images = (out / "report.html").read_text()
     folder.rename(tmp_path / "moved")
     assert main(["report", str(out)]) == 0
     captured = capsys.readouterr()
     warnings = captured.err.strip().splitlines()
-    assert len(warnings) == 1 and "warning: report without images" in warnings[0]
+    assert len(warnings) == 2 and "warning: report without images" in warnings[0]
     assert str(folder) in warnings[0]
-    assert captured.out.strip() == f"report written to {out / 'report.html'}"
-    html = (out / "report.html").read_text()
+    assert "is kept" in warnings[1] and "report-without-data.html" in warnings[1]
+    beside = out / "report-without-data.html"
+    assert captured.out.strip() == f"report written to {beside}"
+    html = beside.read_text()
     assert "report without images" in html and len(cluster_sections(html)) == 2
     assert "confusion matrix" in html  # the labels come from assignments.csv
-    assert not (out / "report" / "cluster-0-confident.png").exists()
+    # The report that shows the images is never replaced by one that shows less.
+    assert (out / "report.html").read_text() == with_images
+    assert (out / "report" / "cluster-0-confident.png").read_bytes() == grid
 
 
 def test_no_report_flag(tmp_path: Path) -> None:

@@ -119,13 +119,13 @@ def test_preset_for_other_data_warns_and_keeps_image_size() -> None:
 
 def test_degenerate_result_is_said_on_the_terminal(tmp_path: Path, monkeypatch, capsys) -> None:
     def always(prediction, n_clusters):
-        return "degenerate result: only 1 of 10 clusters hold samples. Train longer (epochs)"
+        return "degenerate result: only 1 of 10 clusters hold samples. Train longer (epochs=N)"
 
     monkeypatch.setattr(loop, "degenerate_result", always)
     assert main(["fit", "digits", "--method", "kmeans", "--out", str(tmp_path / "r"), "-q"]) == 0
     captured = capsys.readouterr()
     assert "contraclust: warning: degenerate result" in captured.err
-    assert "(--epochs)" in captured.err
+    assert "(--epochs N)" in captured.err  # the library's words said as flags
     assert captured.out.strip().endswith("DEGENERATE (see the warning above)")
 
 

@@ -155,7 +155,7 @@ def test_feature_backbone_errors(
     with pytest.raises(ConfigError, match="applies to images"):
         features_dataset(vectors, str(backbone_file), None, CPU)
     wide = ArrayDataset(torch.zeros(2, 3, 8, 12, dtype=torch.uint8), None, "wide")
-    with pytest.raises(ConfigError, match=r"8×12.*--image-size"):
+    with pytest.raises(ConfigError, match=r"8×12.*image_size=SIDE"):
         features_dataset(wide, str(backbone_file), None, CPU)
 
 

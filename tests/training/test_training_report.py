@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,10 @@ def test_fit_with_report_writes_it(small_run: Path) -> None:
 
 
 def test_rebuild_with_data_that_are_not_the_runs(small_run: Path) -> None:
-    # The configuration names `digits` (1797 samples); the run saw 300 of them.
+    # The configuration names `digits` (1797 samples); the run saw 300 of them. No
+    # earlier report (an earlier one with images would be kept: see test_cli_report).
+    (small_run / "report.html").unlink(missing_ok=True)
+    shutil.rmtree(small_run / "report", ignore_errors=True)
     path, warnings = rebuild_report(small_run, device="cpu")
     assert len(warnings) == 1 and "1797" in warnings[0] and "300" in warnings[0]
     page = path.read_text()
