@@ -241,3 +241,15 @@ def test_config_records_the_batch_size(tmp_path: Path) -> None:
     assert main([*argv, "--out", str(out)]) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["train"]["batch_size"] == 256
+
+
+def test_report_shows_its_progress_on_a_terminal(tmp_path: Path, monkeypatch, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["fit", "digits", "-m", "kmeans", "--out", str(out), "-q", "--no-report"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["report", str(out)]) == 0
+    err = capsys.readouterr().err
+    for stage in ("loading the data", "embedding", "drawing the map and figures"):
+        assert stage in err, err
+    assert "3/3" in err
