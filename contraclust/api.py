@@ -35,6 +35,7 @@ from contraclust.training import (
     method_from_checkpoint,
     predict,
     read_checkpoint,
+    rundir,
 )
 from contraclust.training.checkpoint import make_checkpoint, save_checkpoint
 from contraclust.training.predict import apply_batched, check_input_shape, conform_to_model
@@ -394,7 +395,7 @@ def load(path: str | Path) -> Clusterer:
     """Load a model saved by :meth:`Clusterer.save` or a run's ``model.ckpt`` / run dir."""
     path = Path(path)
     if path.is_dir():
-        path = path / "model.ckpt"
+        path = path / rundir.MODEL
     state = read_checkpoint(path)
     cfg = config_from_checkpoint(state)
     method = method_from_checkpoint(state)

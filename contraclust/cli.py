@@ -83,12 +83,18 @@ def _format_metrics(metrics: dict[str, Any] | None) -> str:
 # ---------------------------------------------------------------------- verbs
 def cmd_fit(args: argparse.Namespace) -> int:
     from contraclust.training import fit
-    from contraclust.training.loop import check_method_settings, launched_rank
+    from contraclust.training.loop import (
+        RESUME_SETTINGS,
+        check_method_settings,
+        keep_run_settings,
+        launched_rank,
+    )
 
     cfg = build_config(args)
     out = Path(args.out) if args.out else _default_out(cfg)
     if args.resume:
-        _keep_run_settings(args, cfg, out)
+        given = {name for name in RESUME_SETTINGS if getattr(args, name) is not None}
+        keep_run_settings(cfg, out, given)
     else:
         check_method_settings(cfg)  # a refused setting prints its one line only
     if args.download and launched_rank() == 0:
@@ -123,34 +129,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keep_run_settings(args: argparse.Namespace, cfg: Any, out: Path) -> None:
-    """``fit --resume --out DIR`` continues the run with its own method, length and
-    processes unless --method / --epochs / --self-label / --devices / --num-nodes say
-    otherwise (fit refuses another method)."""
-    from contraclust.training.checkpoint import read_checkpoint
-    from contraclust.training.rundir import LAST
-
-    if not (out / LAST).is_file():
-        return  # fit says there is nothing to resume
-    saved = read_checkpoint(out / LAST)["config"]
-    if args.method is None:
-        cfg.method = saved["method"]
-    if args.epochs is None:
-        cfg.train.epochs = saved["train"]["epochs"]
-    if args.self_label_epochs is None:
-        cfg.train.self_label_epochs = saved["train"].get("self_label_epochs", 0)
-    # The same processes as before, unless this command says otherwise.
-    if args.devices is None:
-        cfg.train.devices = saved["train"]["devices"]
-    if args.num_nodes is None:
-        cfg.train.num_nodes = saved["train"].get("num_nodes", 1)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     if args.data or args.split or args.corruption or args.severity is not None:
         return _evaluate_shift(args, run)
-    path = run / "metrics.json"
+    from contraclust.training.rundir import METRICS_JSON
+
+    path = run / METRICS_JSON
     if not path.is_file():
         raise RunDirectoryError(
             f"{run} holds no finished run ({path} is missing); train one with contraclust fit"

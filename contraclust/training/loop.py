@@ -21,7 +21,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -257,6 +257,32 @@ def fit(
     with contextlib.ExitStack() as stack:
         result = _fit_in(stack, cfg, dataset, run_path, resume, overwrite, quiet, report)
     return result
+
+
+#: What a resumed run takes from its checkpoint unless the resuming call gives it: the
+#: method, its length and the processes it runs on.
+RESUME_SETTINGS = ("method", "epochs", "self_label_epochs", "devices", "num_nodes")
+
+
+def keep_run_settings(cfg: RunConfig, run_dir: Path, given: Collection[str] = ()) -> None:
+    """Make ``cfg`` continue the run in ``run_dir``: each of :data:`RESUME_SETTINGS`
+    not named in ``given`` (the options the caller set) is taken from the run's last
+    checkpoint. Nothing changes when there is no checkpoint (``fit`` says so)."""
+    last = Path(run_dir) / rundir.LAST
+    if not last.is_file():
+        return
+    saved = read_checkpoint(last)["config"]
+    train = saved["train"]
+    if "method" not in given:
+        cfg.method = saved["method"]
+    if "epochs" not in given:
+        cfg.train.epochs = train["epochs"]
+    if "self_label_epochs" not in given:
+        cfg.train.self_label_epochs = train.get("self_label_epochs", 0)
+    if "devices" not in given:
+        cfg.train.devices = train["devices"]
+    if "num_nodes" not in given:
+        cfg.train.num_nodes = train.get("num_nodes", 1)
 
 
 def check_method_settings(cfg: RunConfig) -> None:

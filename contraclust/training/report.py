@@ -43,7 +43,6 @@ from contraclust.utils import resolve_device
 
 log = logging.getLogger("contraclust")
 
-K_SEARCH = "k_search.json"
 #: Samples embedded for the 2-D map; t-SNE on this many takes a second or two on a CPU.
 MAP_POINTS = 1000
 
@@ -64,7 +63,7 @@ def read_run_record(run_dir: Path) -> RunRecord:
     record = RunRecord()
     summary = _read_json(run_dir / rundir.METRICS_JSON, record.notes)
     record.summary = summary if isinstance(summary, dict) else {}
-    k_search = _read_json(run_dir / K_SEARCH, record.notes)
+    k_search = _read_json(run_dir / rundir.K_SEARCH, record.notes)
     record.k_search = k_search if isinstance(k_search, dict) else None
     csv_path = run_dir / rundir.METRICS_CSV
     if csv_path.is_file():

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from contraclust.errors import RunDirectoryError
+from contraclust.evaluation.report import REPORT_DIR, REPORT_HTML
 from contraclust.utils import atomic_write_text
 
 CONFIG = "config.yaml"
@@ -33,7 +34,9 @@ MODEL = "model.ckpt"
 ASSIGNMENTS = "assignments.csv"
 METRICS_JSON = "metrics.json"
 K_SEARCH = "k_search.json"
-REPORT = "report.html"
+#: The report page, and the folder of its figures (named by the report writer).
+REPORT = REPORT_HTML
+REPORT_FIGURES = REPORT_DIR
 RUN_FILES = (
     CONFIG,
     METRICS_CSV,

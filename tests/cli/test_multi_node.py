@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from contraclust.cli import _keep_run_settings, build_config, build_parser
+from contraclust.cli import build_config, build_parser
 from contraclust.config import RunConfig
 from contraclust.training.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_checkpoint
+from contraclust.training.loop import RESUME_SETTINGS, keep_run_settings
 from contraclust.training.rundir import LAST
 
 COMMON = ["digits", "--method", "cc", "--device", "cpu", "--batch-size", "128"]
@@ -203,5 +204,5 @@ def test_resume_keeps_the_processes_unless_given(
     save_checkpoint(state, tmp_path / LAST)
     args = build_parser().parse_args(["fit", "--out", str(tmp_path), "--resume", *given])
     cfg = build_config(args)
-    _keep_run_settings(args, cfg, tmp_path)
+    keep_run_settings(cfg, tmp_path, {n for n in RESUME_SETTINGS if getattr(args, n) is not None})
     assert (cfg.train.devices, cfg.train.num_nodes) == processes
