@@ -23,7 +23,7 @@ from typing import Any, TypeVar, Union
 
 import yaml
 
-from contraclust.checks import check_int, check_number
+from contraclust.checks import check_int, check_number, parse_duration
 from contraclust.errors import ConfigError, ContraclustWarning, did_you_mean
 
 T = TypeVar("T")
@@ -31,6 +31,8 @@ T = TypeVar("T")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+#: The epochs of a trained method when neither the user, a preset nor a budget sets them.
+DEFAULT_EPOCHS = 50
 
 #: Folder of the committed presets (``<method>/<dataset>.yaml``), installed with the package.
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -131,7 +133,14 @@ class OptimConfig:
 class TrainConfig:
     """Training schedule, hardware and read-out."""
 
-    epochs: int = 50
+    #: Epochs of the method; None: as many as ``budget`` allows, at most
+    #: :data:`DEFAULT_EPOCHS` (see :mod:`contraclust.training.budget`).
+    epochs: int | None = None
+    #: Wall time the run is sized to when epochs, image size, backbone or batch are not
+    #: given: ``90s``, ``5m``, ``1h``, ``1h30m``; ``none`` (no limit: the default
+    #: epochs); ``auto``: 5 minutes on a CPU, 30 on a GPU. Fixed epochs win over it: the
+    #: budget then only warns when the run is expected to exceed it by more than 20%.
+    budget: str = "auto"
     #: Global batch size (split across devices); None: min(256, number of samples).
     batch_size: int | None = None
     seed: int = 0
@@ -166,7 +175,9 @@ class TrainConfig:
 
     def check(self) -> None:
         """The rules of these settings that need no data (run again after changes)."""
-        if self.epochs < 1:
+        if self.budget != "auto":
+            parse_duration("budget", self.budget)
+        if self.epochs is not None and self.epochs < 1:
             raise ConfigError(
                 f"epochs must be >= 1, got {self.epochs}; a run needs at least one epoch"
             )
@@ -443,6 +454,7 @@ FLAT_OPTIONS: dict[str, tuple[str, ...]] = {
     "lr": ("optim", "lr"),
     "optimizer": ("optim", "name"),
     "epochs": ("train", "epochs"),
+    "budget": ("train", "budget"),
     "self_label_epochs": ("train", "self_label_epochs"),
     "batch_size": ("train", "batch_size"),
     "random_state": ("train", "seed"),

@@ -44,6 +44,7 @@ from contraclust.losses import SelfLabelLoss
 from contraclust.methods import ClusteringMethod
 from contraclust.models.backbones import resolve_backbone_name
 from contraclust.training import rundir
+from contraclust.training.budget import plan_run
 from contraclust.training.checkpoint import (
     build_method,
     config_from_checkpoint,
@@ -244,7 +245,7 @@ def fit(
                     f"'{cfg.method}'; resume it with method={saved.method}"
                 )
             # The run continues with its own settings; only the length may change.
-            saved.train.epochs = cfg.train.epochs
+            saved.train.epochs = cfg.train.epochs or saved.train.epochs
             saved.train.self_label_epochs = cfg.train.self_label_epochs
             cfg = saved
         cfg.data.name = absolute_spec(cfg.data.name)
@@ -272,6 +273,8 @@ def fit(
                 dataset, cfg.data.features, cfg.data.features_image_size, device, quiet=quiet_here
             )
             cfg = replace(cfg, data=replace(cfg.data, features_image_size=side))
+        if resume_state is None:  # a resumed run keeps its settings
+            cfg, dataset = plan_run(cfg, dataset, quiet or not main_process, report)
         init_state, search = None, None
         if cfg.n_clusters == AUTO_CLUSTERS:
 
