@@ -120,8 +120,9 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Trial:
-    """What a timing function gets: the candidate's configuration, a real batch of raw
-    training samples (at the candidate's side), the set size and the device.
+    """What a timing function gets: the candidate's configuration, real raw training
+    samples at the candidate's side (a batch, or K when more), the set size, the batch
+    and the device.
 
     ``give_up_above``: seconds per step above which the candidate cannot fit; the timing
     may stop after a rough measurement once it is clearly exceeded.
@@ -229,9 +230,12 @@ def measure_step(trial: Trial) -> Timing:
         method.set_input_stats(raw)
         method.to(device)
         raw = raw.to(device)
+        # Methods that start from the data (k-means centres) see the whole sample, which
+        # holds at least K samples; the steps take one batch of it.
         method.on_fit_start(
             lambda fn: apply_batched(method, raw, fn, device, batch_size=512), resumed=False
         )
+        raw = raw[: trial.batch]
         augment_name = resolve_augmentation_name(cfg.augment.name, kind, shape)
         augment = build_augmentation(augment_name, kind, shape, cfg.augment.options).to(device)
         optimizer = _optimizer(list(method.parameters()), cfg)
@@ -360,16 +364,14 @@ def _candidates(cfg: RunConfig, shape: tuple[int, ...], streamed: bool) -> list[
     return out
 
 
-def _sample(
-    dataset: ArrayDataset | StreamedImageDataset, cfg: RunConfig, batch: int, device: torch.device
-) -> Tensor:
-    """A real batch of raw training samples, drawn at random (seeded), on the CPU."""
+def _sample(dataset: ArrayDataset | StreamedImageDataset, cfg: RunConfig, size: int) -> Tensor:
+    """``size`` raw training samples drawn at random (seeded), on the CPU."""
     n = len(dataset)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.train.seed))[:batch]
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.train.seed))[:size]
     if isinstance(dataset, ArrayDataset):
         return dataset.data[perm]
     source = make_source(dataset, torch.device("cpu"), cfg.data)
-    return next(iter(source.train_batches(perm, batch, 1)))[1]
+    return next(iter(source.train_batches(perm, size, 1)))[1]
 
 
 def _configured(cfg: RunConfig, candidate: Candidate, n: int, batch: int) -> RunConfig:
@@ -379,9 +381,14 @@ def _configured(cfg: RunConfig, candidate: Candidate, n: int, batch: int) -> Run
     out.train.batch_size = batch
     if candidate.side is not None:
         out.data.image_size = candidate.side
-    if out.n_clusters == AUTO_CLUSTERS:  # timed at the largest K of the search
-        out.n_clusters = parse_k_range(cfg.k_search.k_range, n)[1]
+    out.n_clusters = _largest_k(cfg, n)  # with `auto`, timed at the search's largest K
     return out
+
+
+def _largest_k(cfg: RunConfig, n: int) -> int:
+    if cfg.n_clusters == AUTO_CLUSTERS:
+        return parse_k_range(cfg.k_search.k_range, n)[1]
+    return int(cfg.n_clusters)
 
 
 def plan_run(
@@ -427,7 +434,12 @@ def make_plan(
     shape = tuple(dataset.input_shape)
     candidates = _candidates(cfg, shape, streamed)
     epochs_fixed = cfg.train.epochs is not None
-    sample = _sample(dataset, cfg, batch, device)
+    k = (
+        cfg.n_clusters
+        if cfg.n_clusters != AUTO_CLUSTERS
+        else parse_k_range(cfg.k_search.k_range, n)[1]
+    )
+    sample = _sample(dataset, cfg, max(batch, int(k)))
     labelled = dataset.labels is not None
     timed: list[Candidate] = []
 
@@ -499,13 +511,14 @@ def _plan_line(
     if run.model.width is not None:
         network += f" width {run.model.width}"
     line = (
-        f"plan: {what}, {network}, batch {chosen.batch}, {epochs} epochs{whose}"
+        f"plan: {what}, {network}, batch {chosen.batch}, {epochs} epoch"
+        f"{'' if epochs == 1 else 's'}{whose}"
         f"{_extra_epochs(run)}, about {format_seconds(estimate)} "
         f"({chosen.timing.step:.3g} s/step measured; budget "
         f"{'none' if budget is None else format_seconds(budget)})"
     )
     if asked.train.epochs is None and budget is not None and epochs < MIN_EPOCHS:
-        line += "; few epochs for this budget: a larger one (budget=) gives the method more"
+        line += "; few epochs for this budget: a larger --budget gives the method more"
     if len(shape) == 3 and shape[0] == 3 and max(shape[1:]) > 32 and not asked.data.features:
         line += (
             "; colour photos: frozen features of a pretrained network train faster and "

@@ -258,7 +258,7 @@ def test_the_cli_prints_the_plan_before_the_settings(tmp_path: Path, capsys) -> 
     assert main([*args, "--device", "cpu", "--no-report"]) == 0
     err = capsys.readouterr().err
     plan = next(line for line in err.splitlines() if line.startswith("plan: "))
-    assert re.search(r"48 images 1x16x16, small_cnn, batch 48, 1 epochs \(given\), about ", plan)
+    assert re.search(r"48 images 1x16x16, small_cnn, batch 48, 1 epoch \(given\), about ", plan)
     assert "budget 2 min" in plan and "--features" not in plan  # grey images
     assert err.index("plan: ") < err.index("settings: ")
     saved = yaml.safe_load((out / "config.yaml").read_text())
@@ -340,3 +340,11 @@ def test_min_epochs_is_below_the_default() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         make_plan(config(budget="1h"), vectors(64), timer=fixed_step(0.01))
+
+
+def test_methods_that_start_from_k_means_are_timed_with_k_samples() -> None:
+    # DECA initialises K centres by k-means on the data: the timed sample holds K
+    # samples even when the batch is smaller.
+    cfg = config(method="deca", n_clusters=40, batch_size=16, budget="1m", epochs=1)
+    plan = make_plan(cfg, vectors(64))
+    assert plan.config.n_clusters == 40 and plan.timing.step > 0
