@@ -138,8 +138,8 @@ def markdown(payload: dict[str, Any]) -> str:
     ]
     for r in payload["rows"]:
         run = r.get("run_s", "not run")
-        after = r.get("load_after", "")
-        acc = r.get("acc", "")
+        after = r.get("load_after", "-")
+        acc = "-" if r.get("acc") is None else r["acc"]
         lines.append(
             f"| {r['set']} | {r['n']} x {r['shape']} | {r['planning_s']} | `{r['plan']}` | "
             f"{r['estimate_s']} | {run} | {r['load_before']} / {after} | {acc} |"

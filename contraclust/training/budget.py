@@ -434,12 +434,7 @@ def make_plan(
     shape = tuple(dataset.input_shape)
     candidates = _candidates(cfg, shape, streamed)
     epochs_fixed = cfg.train.epochs is not None
-    k = (
-        cfg.n_clusters
-        if cfg.n_clusters != AUTO_CLUSTERS
-        else parse_k_range(cfg.k_search.k_range, n)[1]
-    )
-    sample = _sample(dataset, cfg, max(batch, int(k)))
+    sample = _sample(dataset, cfg, max(batch, _largest_k(cfg, n)))
     labelled = dataset.labels is not None
     timed: list[Candidate] = []
 
@@ -452,24 +447,7 @@ def make_plan(
         timed.append(candidate)
         return _Sizing(c, n, batch, timing, labelled, report)
 
-    # The richest first (what runs without a budget): when it fits, nothing else is
-    # timed. Otherwise the others cheapest first, up to the first that does not fit.
-    chosen = sizing(candidates[-1], None)
-    if budget is not None and len(candidates) > 1:
-        # Fixed epochs must fit as they are; open ones need at least MIN_EPOCHS.
-        need = cfg.train.epochs or MIN_EPOCHS
-        if chosen.seconds(need) > budget:
-            probe = _Sizing(cfg, n, batch, Timing(1.0, 0.0), False, False)
-            steps = probe.seconds(need)  # the training steps of `need` epochs
-            for index, candidate in enumerate(candidates[:-1]):
-                # The cheapest is the fallback: it is always timed in full.
-                sized = sizing(candidate, None if index == 0 else 2 * budget / steps)
-                affords = sized.seconds(need) <= budget
-                if index == 0 or affords:
-                    chosen = sized
-                if not affords:
-                    break
-    assert chosen is not None
+    chosen = _choose(candidates, sizing, budget, cfg.train.epochs or MIN_EPOCHS)
     run = chosen.cfg
     run.n_clusters = cfg.n_clusters
     if epochs_fixed:
@@ -490,6 +468,32 @@ def make_plan(
     if budget is not None and estimate > OVERRUN * budget:
         warning = _overrun(cfg, run, chosen, shape, estimate, budget)
     return Plan(run, dataset, line, estimate, budget, chosen.timing, timed, warning)
+
+
+def _choose(
+    candidates: list[Candidate],
+    sizing: Callable[[Candidate, float | None], _Sizing],
+    budget: float | None,
+    need: int,
+) -> _Sizing:
+    """The richest candidate whose ``need`` epochs fit ``budget``, else the cheapest.
+
+    The richest is timed first (what runs without a budget): when it fits, nothing else
+    is. Otherwise the others are timed cheapest first, up to the first that does not
+    fit; all but the cheapest (the fallback) may stop at a rough timing when far off.
+    """
+    chosen = sizing(candidates[-1], None)
+    if budget is None or len(candidates) == 1 or chosen.seconds(need) <= budget:
+        return chosen
+    steps = need * chosen.steps_per_epoch  # a lower bound of the steps of `need` epochs
+    for index, candidate in enumerate(candidates[:-1]):
+        sized = sizing(candidate, None if index == 0 else 2 * budget / steps)
+        affords = sized.seconds(need) <= budget
+        if index == 0 or affords:
+            chosen = sized
+        if not affords:
+            break
+    return chosen
 
 
 def _plan_line(

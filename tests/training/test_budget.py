@@ -348,3 +348,11 @@ def test_methods_that_start_from_k_means_are_timed_with_k_samples() -> None:
     cfg = config(method="deca", n_clusters=40, batch_size=16, budget="1m", epochs=1)
     plan = make_plan(cfg, vectors(64))
     assert plan.config.n_clusters == 40 and plan.timing.step > 0
+
+
+def test_the_cli_refuses_a_bad_budget_in_one_line(capsys) -> None:
+    assert main(["fit", "digits", "--budget", "5min", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("contraclust: error: budget must be a duration: 90s, 5m, 1h")
+    assert err[0].endswith("got '5min'")
