@@ -447,7 +447,8 @@ def make_plan(
         timed.append(candidate)
         return _Sizing(c, n, batch, timing, labelled, report)
 
-    chosen = _choose(candidates, sizing, budget, cfg.train.epochs or MIN_EPOCHS)
+    need = cfg.train.epochs or MIN_EPOCHS  # given epochs must fit as they are
+    chosen = _choose(candidates, sizing, budget, need, max(1, n // batch))
     run = chosen.cfg
     run.n_clusters = cfg.n_clusters
     if epochs_fixed:
@@ -475,17 +476,21 @@ def _choose(
     sizing: Callable[[Candidate, float | None], _Sizing],
     budget: float | None,
     need: int,
+    steps_per_epoch: int,
 ) -> _Sizing:
     """The richest candidate whose ``need`` epochs fit ``budget``, else the cheapest.
 
     The richest is timed first (what runs without a budget): when it fits, nothing else
     is. Otherwise the others are timed cheapest first, up to the first that does not
-    fit; all but the cheapest (the fallback) may stop at a rough timing when far off.
+    fit. All but the cheapest (the fallback) stop at a rough timing when far too slow.
     """
-    chosen = sizing(candidates[-1], None)
-    if budget is None or len(candidates) == 1 or chosen.seconds(need) <= budget:
+    if budget is None or len(candidates) == 1:
+        return sizing(candidates[-1], None)
+    # the training steps of `need` epochs (a lower bound: no K search, no self-labelling)
+    steps = need * steps_per_epoch
+    chosen = sizing(candidates[-1], 2 * budget / steps)
+    if chosen.seconds(need) <= budget:
         return chosen
-    steps = need * chosen.steps_per_epoch  # a lower bound of the steps of `need` epochs
     for index, candidate in enumerate(candidates[:-1]):
         sized = sizing(candidate, None if index == 0 else 2 * budget / steps)
         affords = sized.seconds(need) <= budget
