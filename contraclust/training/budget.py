@@ -42,6 +42,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -90,8 +91,8 @@ OVERRUN = 1.2
 PROBE_BATCH = 8
 #: Samples of the timing of a candidate too slow to time at the full batch.
 ROUGH_BATCH = 32
-#: Timed steps at the full batch, after one warm-up step.
-TIMED_STEPS = 2
+#: Timed steps (their median counts), after one warm-up step.
+TIMED_STEPS = 3
 #: Seconds the full-batch timing may take; slower steps keep the scaled small-batch
 #: timing (at such costs a step's time grows in proportion to its batch).
 FULL_TIMING_LIMIT = 6.0
@@ -215,10 +216,10 @@ def measure_step(trial: Trial) -> Timing:
     device, its loss, backward, the optimiser's update), on ``trial.sample``: a first
     step on :data:`PROBE_BATCH` samples, scaled to the batch (an upper bound: it pays
     the first call's costs), stops there when above ``give_up_above``; then one
-    warm-up and :data:`TIMED_STEPS` timed steps at the full batch, or, when those would
-    take more than :data:`FULL_TIMING_LIMIT`, one of each on :data:`ROUGH_BATCH`
-    samples, scaled. The global random state is restored afterwards, so planning does
-    not change what the run draws.
+    warm-up and :data:`TIMED_STEPS` timed steps on :data:`ROUGH_BATCH` samples, scaled;
+    then, unless they would take more than :data:`FULL_TIMING_LIMIT`, as many at the
+    full batch. The median timed step counts. The global random state is restored
+    afterwards, so planning does not change what the run draws.
     """
     cfg, device, raw = trial.config, trial.device, trial.sample
     shape = tuple(int(s) for s in raw.shape[1:])
@@ -256,12 +257,15 @@ def measure_step(trial: Trial) -> Timing:
             optimizer.step()
 
         def timed(batch: Tensor, steps: int) -> float:
-            _sync(device)
-            start = time.perf_counter()
+            # The median step: one step slowed by another process does not count.
+            times = []
             for _ in range(steps):
+                _sync(device)
+                start = time.perf_counter()
                 step(batch)
-            _sync(device)
-            return (time.perf_counter() - start) / steps
+                _sync(device)
+                times.append(time.perf_counter() - start)
+            return float(np.median(times))
 
         # A first step on a few samples, first-call costs included: an upper bound that
         # is enough to give up a candidate far too slow for the budget.
@@ -269,15 +273,18 @@ def measure_step(trial: Trial) -> Timing:
         bound = timed(probe, 1) * trial.batch / len(probe)
         if trial.give_up_above is not None and bound > trial.give_up_above:
             return Timing(bound, _infer_seconds(method, probe, device), rough=True)
-        if bound * (1 + TIMED_STEPS) <= FULL_TIMING_LIMIT or len(raw) <= ROUGH_BATCH:
-            step(raw)
-            per_step = timed(raw, TIMED_STEPS) * trial.batch / len(raw)
-            return Timing(per_step, _infer_seconds(method, raw, device))
         small = raw[:ROUGH_BATCH]
         step(small)
-        rough = timed(small, 1) * trial.batch / len(small)
+        rough = timed(small, TIMED_STEPS) * trial.batch / len(small)
+        # Small models cost more per sample at the full batch (their activations leave
+        # the caches: twice as much for a small CNN at 32 px), so a step that is cheap
+        # enough is timed at the full batch.
+        if len(small) < len(raw) and rough * (1 + TIMED_STEPS) <= FULL_TIMING_LIMIT:
+            step(raw)
+            per_step = timed(raw, TIMED_STEPS)
+            return Timing(per_step, _infer_seconds(method, raw, device))
         # The read-out runs at batches of 512: per sample, a small batch costs more.
-        return Timing(rough, _infer_seconds(method, raw, device), rough=True)
+        return Timing(rough, _infer_seconds(method, raw, device), rough=len(small) < len(raw))
 
 
 def _channels_last(x: Tensor) -> Tensor:
