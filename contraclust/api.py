@@ -113,7 +113,13 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         n_clusters: number of clusters K (>= 2 and <= number of samples), or ``"auto"``
             to choose it (see :mod:`contraclust.training.select_k`); the chosen K is
             ``n_clusters_`` and the search ``k_search_``.
-        epochs: training epochs (None: the preset's or 50).
+        epochs: training epochs (None: the preset's, or as many as ``budget`` allows,
+            at most 50).
+        budget: the wall time the run is sized to, ``"90s"``, ``"5m"``, ``"1h30m"``,
+            ``"none"`` or ``"auto"`` (None: auto, 5 minutes on a CPU and 30 on a GPU).
+            Unset image size, backbone and epochs are chosen to fit it after timing a
+            few steps (see :mod:`contraclust.training.budget`); given or preset epochs
+            are kept, with a warning when the run is expected to exceed it by > 20%.
         batch_size: global batch size (None: the preset's, or min(256, N)).
         lr: learning rate (None: the preset's or 3e-4).
         optimizer: ``adam``, ``adamw`` or ``sgd`` (None: the preset's or adam).
@@ -149,6 +155,7 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         n_clusters: int | str = 10,
         *,
         epochs: int | None = None,
+        budget: str | None = None,
         batch_size: int | None = None,
         lr: float | None = None,
         optimizer: str | None = None,
@@ -171,6 +178,7 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.method = method
         self.n_clusters = n_clusters
         self.epochs = epochs
+        self.budget = budget
         self.batch_size = batch_size
         self.lr = lr
         self.optimizer = optimizer
@@ -374,6 +382,7 @@ def params_of_config(cfg: RunConfig) -> dict[str, Any]:
         "method": cfg.method,
         "n_clusters": cfg.n_clusters,
         "epochs": cfg.train.epochs,
+        "budget": cfg.train.budget,
         "batch_size": cfg.train.batch_size,
         "lr": cfg.optim.lr,
         "optimizer": cfg.optim.name,

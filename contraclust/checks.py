@@ -7,6 +7,7 @@ parameter, its valid range and the value it got.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from contraclust.errors import ConfigError
@@ -43,3 +44,31 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     """``value`` must be one of ``choices``."""
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+#: The forms a duration setting accepts, as said in its error message.
+DURATION_FORMS = "90s, 5m, 1h, 1h30m (hours, minutes, seconds in that order), auto or none"
+
+_DURATION = re.compile(
+    r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?"
+)
+
+
+def parse_duration(name: str, text: Any) -> float | None:
+    """Seconds of a duration such as ``90s``, ``5m``, ``1h`` or ``1h30m``; ``none``
+    (no limit) gives None. ``auto`` is not a duration: its caller resolves it first.
+
+    Raises:
+        ConfigError: naming the setting and the accepted forms.
+    """
+    if isinstance(text, str):
+        spoken = text.strip().lower().replace(" ", "")
+        if spoken == "none":
+            return None
+        match = _DURATION.fullmatch(spoken)
+        if spoken and match is not None:
+            h, m, s = (float(match.group(k) or 0) for k in "hms")
+            seconds = 3600 * h + 60 * m + s
+            if seconds > 0:
+                return seconds
+    raise ConfigError(f"{name} must be a duration: {DURATION_FORMS}; got {text!r}")

@@ -337,7 +337,7 @@ def _add_parser(sub: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
 
 
 def _add_fit_options(p: argparse.ArgumentParser) -> None:
-    from contraclust.config import RunConfig
+    from contraclust.config import DEFAULT_EPOCHS, RunConfig
 
     d = RunConfig()
     p.add_argument(
@@ -375,7 +375,17 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         "-e",
         type=int,
         default=None,
-        help=f"training epochs, at least 1 (default: {d.train.epochs}, or the preset's)",
+        help=f"training epochs, at least 1 (default: the preset's, or as many as --budget "
+        f"allows, at most {DEFAULT_EPOCHS})",
+    )
+    p.add_argument(
+        "--budget",
+        default=None,
+        metavar="DURATION",
+        help="wall time to size the run to: 90s, 5m, 1h, 1h30m, none, or auto (5m on a "
+        "CPU, 30m on a GPU); a few steps are timed first and one 'plan:' line gives the "
+        "settings chosen and the expected time. Given or preset epochs are kept and only "
+        "warned about (default: auto)",
     )
     p.add_argument(
         "--self-label",

@@ -23,7 +23,7 @@ from typing import Any, TypeVar, Union
 
 import yaml
 
-from contraclust.checks import check_choice, check_int, check_number
+from contraclust.checks import check_choice, check_int, check_number, parse_duration
 from contraclust.errors import ConfigError, ContraclustWarning, did_you_mean
 
 T = TypeVar("T")
@@ -34,6 +34,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 #: ``data.stream``: decode image files batch by batch (``on``), hold them (``off``), or
 #: decide by their decoded size (``auto``).
 STREAM_MODES = ("auto", "on", "off")
+#: The epochs of a trained method when neither the user, a preset nor a budget sets them.
+DEFAULT_EPOCHS = 50
 
 #: Folder of the committed presets (``<method>/<dataset>.yaml``), installed with the package.
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -152,7 +154,14 @@ KMEANS_SPACES = ("backbone", "projection", "exemplar")
 class TrainConfig:
     """Training schedule, hardware and read-out."""
 
-    epochs: int = 50
+    #: Epochs of the method; None: as many as ``budget`` allows, at most
+    #: :data:`DEFAULT_EPOCHS` (see :mod:`contraclust.training.budget`).
+    epochs: int | None = None
+    #: Wall time the run is sized to when epochs, image size, backbone or batch are not
+    #: given: ``90s``, ``5m``, ``1h``, ``1h30m``; ``none`` (no limit: the default
+    #: epochs); ``auto``: 5 minutes on a CPU, 30 on a GPU. Fixed epochs win over it: the
+    #: budget then only warns when the run is expected to exceed it by more than 20%.
+    budget: str = "auto"
     #: Global batch size (split across devices); None: min(256, number of samples).
     batch_size: int | None = None
     seed: int = 0
@@ -202,7 +211,9 @@ class TrainConfig:
         check_choice("predict_with", self.predict_with, READOUTS)
         check_choice("kmeans_space", self.kmeans_space, KMEANS_SPACES)
         check_int("kmeans_n_init", self.kmeans_n_init)
-        if self.epochs < 1:
+        if self.budget != "auto":
+            parse_duration("budget", self.budget)
+        if self.epochs is not None and self.epochs < 1:
             raise ConfigError(
                 f"epochs must be >= 1, got {self.epochs}; a run needs at least one epoch"
             )
@@ -496,6 +507,7 @@ FLAT_OPTIONS: dict[str, tuple[str, ...]] = {
     "lr": ("optim", "lr"),
     "optimizer": ("optim", "name"),
     "epochs": ("train", "epochs"),
+    "budget": ("train", "budget"),
     "self_label_epochs": ("train", "self_label_epochs"),
     "batch_size": ("train", "batch_size"),
     "random_state": ("train", "seed"),

@@ -3,7 +3,8 @@
 Every ```bash and ```python block of a page runs in order, in one fresh folder, with
 this interpreter's `contraclust` on PATH. ```console blocks (GPU runs, large
 downloads) are shown, not run. To keep CI short, each ``--epochs N`` becomes
-``--epochs max(1, N // 20)``; the checks below then look at what the page promised.
+``--epochs max(1, N // 20)`` and each ``--budget`` 15 seconds; the checks below then
+look at what the page promised.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", flags=re.S | re.M)
 
 
 def _fast(code: str) -> str:
+    code = re.sub(r"--budget \S+", "--budget 15s", code)
     return re.sub(r"--epochs (\d+)", lambda m: f"--epochs {max(1, int(m.group(1)) // 20)}", code)
 
 
@@ -43,6 +45,11 @@ def _check_image_folder(work: Path, output: str) -> None:
     # The resumed run went on past the first run's last epoch.
     history = _rows(work / "runs/photos/metrics.csv")
     assert [int(r["epoch"]) for r in history] == [1, 2]
+    assert "plan: 1697 images 1x16x16, small_cnn, batch 256, 1 epoch (given), about" in output
+    # Section 7: a run on cached features, then one that reuses them.
+    assert len(_rows(work / "runs/features-12/assignments.csv")) == 1697
+    assert "plan: 1697 vectors 256, mlp, batch 256" in output
+    assert output.count("features: reusing cached") == 1
 
 
 def _check_reproduce(work: Path, output: str) -> None:
@@ -82,6 +89,7 @@ def test_tutorial_runs(page: str, tmp_path: Path) -> None:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("OMP_NUM_THREADS", "1")
+    env["CONTRACLUST_CACHE"] = str(tmp_path / "cache")  # features cached per test
     output = []
     for lang, code in runnable:
         argv = (

@@ -44,6 +44,7 @@ from contraclust.methods import ClusteringMethod, get_method
 from contraclust.methods.base import steps_in
 from contraclust.models.backbones import resolve_backbone_name
 from contraclust.training import rundir
+from contraclust.training.budget import plan_run
 from contraclust.training.checkpoint import (
     build_method,
     config_from_checkpoint,
@@ -290,7 +291,9 @@ def check_method_settings(cfg: RunConfig) -> None:
     steps) and its schedules against ``train.epochs``: ConfigError, before anything
     is trained or written."""
     cls = get_method(cfg.method)
-    cls.check_schedule(cls.parse_params(cfg.params), cfg.train.epochs)
+    params = cls.parse_params(cfg.params)
+    if cfg.train.epochs is not None:  # None: sized by the budget, checked once planned
+        cls.check_schedule(params, cfg.train.epochs)
 
 
 def _fit_in(
@@ -331,6 +334,9 @@ def _fit_in(
         handler = _setup_logging(run_path, quiet)
         stack.callback(_close_handler, handler)
     dataset, cfg = _prepare_data(dataset, cfg, quiet or not main_process)
+    if resume_state is None:  # a resumed run keeps its settings
+        cfg, dataset = plan_run(cfg, dataset, quiet or not main_process, report)
+        check_method_settings(cfg)
     init_state, search = None, None
     if cfg.n_clusters == AUTO_CLUSTERS:
         loaded = dataset
@@ -361,7 +367,7 @@ def _resumed_config(cfg: RunConfig, state: dict[str, Any], run_path: Path) -> Ru
         )
     # The run continues with its own settings; only the length may change, and the
     # processes it runs on are this command's.
-    saved.train.epochs = cfg.train.epochs
+    saved.train.epochs = cfg.train.epochs or saved.train.epochs
     saved.train.self_label_epochs = cfg.train.self_label_epochs
     saved.train.devices = cfg.train.devices
     saved.train.num_nodes = cfg.train.num_nodes

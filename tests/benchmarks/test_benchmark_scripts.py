@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import _common  # noqa: E402
+import budget  # noqa: E402
 import gpu_cifar10  # noqa: E402
 import quality  # noqa: E402
 import scaling  # noqa: E402
@@ -167,3 +168,14 @@ def test_quality_table_shows_each_runs_threads() -> None:
     assert entry["threads"] == "1/2" and entry["command"].endswith("--seed S")
     table = quality.markdown([entry], saved["meta"])
     assert "| usps | cc | 2 | 0.600 ± 0.100 |" in table and "| 15 | 1/2 | 500 |" in table
+
+
+def test_budget_table_shows_the_plan_the_estimate_and_the_run() -> None:
+    meta = {"date": "d", "machine": "m", "torch": "t", "threads": 1}
+    row = {"set": "coil20", "n": 1440, "shape": "1x128x128", "planning_s": 4.0}
+    row |= {"plan": "plan: x", "estimate_s": 290.0, "load_before": 3.0}
+    planned_only = budget.markdown({"meta": meta, "command": "c", "rows": [row]})
+    assert "| 1440 x 1x128x128 | 4.0 | `plan: x` | 290.0 | not run | 3.0 / - | - |" in planned_only
+    row |= {"run_s": 250.0, "load_after": 2.5, "acc": 0.5}
+    trained = budget.markdown({"meta": meta, "command": "c", "rows": [row]})
+    assert "| 290.0 | 250.0 | 3.0 / 2.5 | 0.5 |" in trained
