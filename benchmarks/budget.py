@@ -87,9 +87,8 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def one(name: str, train: bool) -> dict[str, Any]:
-    from contraclust.data.formats import array_to_dataset
-
     from contraclust.config import build_config
+    from contraclust.data import array_to_dataset
     from contraclust.training import fit
     from contraclust.training.budget import make_plan
 

@@ -233,14 +233,24 @@ def measure_step(trial: Trial) -> Timing:
         raw = raw.to(device)
         # Methods that start from the data (k-means centres) see the whole sample, which
         # holds at least K samples; the steps take one batch of it.
-        method.on_fit_start(
-            lambda fn: apply_batched(method, raw, fn, device, batch_size=512), resumed=False
-        )
+        whole = raw
         raw = raw[: trial.batch]
         augment_name = resolve_augmentation_name(cfg.augment.name, kind, shape)
         augment = build_augmentation(augment_name, kind, shape, cfg.augment.options).to(device)
-        optimizer = _optimizer(list(method.parameters()), cfg)
         generator = torch.Generator(device=device).manual_seed(cfg.train.seed)
+
+        def sample_views(index: Tensor) -> Tensor:
+            unit = method.to_unit(whole[index.to(whole.device)])
+            return _channels_last(method.normalize(augment(unit, generator=generator)))
+
+        method.use_sample_views(sample_views)
+        method.start_fit(
+            lambda fn: apply_batched(method, whole, fn, device, batch_size=512),
+            max(1, trial.n_samples // trial.batch),
+            resumed=False,
+        )
+        method.on_step(0, 0)  # the hooks of the first step (a k-means start, a mining)
+        optimizer = _optimizer(list(method.parameters()), cfg)
 
         def step(batch: Tensor) -> None:
             method.train()
@@ -411,6 +421,8 @@ def plan_run(
     image size and backbone when chosen) and the data at the chosen image size.
     Methods fitted in closed form are returned with the default epochs and no line.
     """
+    if cfg.train.epochs is not None and cfg.train.budget == "none":
+        return cfg, dataset  # nothing to size and no budget to warn about
     if not get_method(cfg.method).trainable or cfg.train.devices * cfg.train.num_nodes > 1:
         # Several processes would each time their own steps and could choose differently.
         if cfg.train.epochs is None:

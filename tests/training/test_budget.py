@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from contraclust.data.formats import array_to_dataset
 from torch import nn
 
 import contraclust.training.budget as budget_mod
 from contraclust.cli import main
 from contraclust.config import DEFAULT_EPOCHS, RunConfig, build_config
-from contraclust.data import ArrayDataset
+from contraclust.data import ArrayDataset, array_to_dataset
 from contraclust.data.features import CACHE_ENV
 from contraclust.errors import ConfigError, ContraclustWarning
 from contraclust.training.budget import (

@@ -301,6 +301,7 @@ def recorded_fit(cfg: RunConfig, dataset, **kwargs) -> tuple[list[tuple], object
 
 def test_the_trainer_calls_the_hooks_with_its_counters(digits_small, tmp_path: Path) -> None:
     cfg = tiny_cfg(epochs=2, self_label_epochs=1, self_label_threshold=0.1, eval_every=0)
+    cfg.train.budget = "none"  # the planner's timed steps would call the hooks too
     cfg.method = "test-hooks"
     calls, result = recorded_fit(cfg, digits_small, run_dir=tmp_path / "straight")
     # 400 samples, batch 100: 4 steps an epoch, counted from the start of the run; no
