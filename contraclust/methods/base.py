@@ -146,6 +146,17 @@ class ClusteringMethod(nn.Module):
             self.feature_dim: int = self.backbone.out_dim
         self.build()
 
+    #: Attributes that hold callables of the current run (the data pass, the sample
+    #: views); a pickled or copied method leaves them behind.
+    _run_only: ClassVar[tuple[str, ...]] = ("_encode", "_sample_views")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for name in self._run_only:
+            if name in state:
+                state[name] = None
+        return state
+
     def build(self) -> None:
         """Create the method's heads, parameters, buffers and losses.
 
