@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from contraclust.errors import DataError
 from contraclust.losses.dec import kl_rows
-from contraclust.losses.ntxent import compute_dtype
+from contraclust.losses.inputs import compute_dtype
 
 __all__ = ["AnchorLoss"]
 

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from contraclust.errors import DataError
 from contraclust.losses.distributed import gather_with_grad
-from contraclust.losses.ntxent import check_temperature, check_view_pair, compute_dtype
+from contraclust.losses.inputs import check_temperature, check_view_pair, compute_dtype
 
 __all__ = ["CLCLoss", "clc_info_nce"]
 

@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from contraclust.errors import ConfigError, DataError
 from contraclust.losses.distributed import gather_with_grad
-from contraclust.losses.ntxent import check_temperature, check_view_pair, compute_dtype, nt_xent
+from contraclust.losses.inputs import check_temperature, check_view_pair, compute_dtype
+from contraclust.losses.ntxent import nt_xent
 
 __all__ = ["ClusterContrastiveLoss", "entropy_gap"]
 

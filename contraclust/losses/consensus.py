@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from contraclust.checks import check_int
 from contraclust.errors import ConfigError, DataError
-from contraclust.losses.ntxent import check_temperature, check_view_pair, compute_dtype
+from contraclust.losses.inputs import check_temperature, check_view_pair, compute_dtype
 
 __all__ = ["PROJECTION_KINDS", "ConsensusLoss", "RandomProjections"]
 

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from contraclust.errors import ConfigError, DataError
 from contraclust.losses.distributed import all_reduce_sum, gather_with_grad
-from contraclust.losses.ntxent import compute_dtype
+from contraclust.losses.inputs import compute_dtype
 
 __all__ = [
     "DECLoss",

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from contraclust.errors import ConfigError, DataError
 from contraclust.losses.distributed import gather_with_grad, world_size
-from contraclust.losses.ntxent import check_temperature
+from contraclust.losses.inputs import check_temperature
 
 __all__ = ["MemoryBankNCE"]
 

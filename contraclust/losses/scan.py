@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from contraclust.errors import ConfigError, DataError
 from contraclust.losses.distributed import gather_with_grad
-from contraclust.losses.ntxent import check_view_pair, compute_dtype
+from contraclust.losses.inputs import check_view_pair, compute_dtype
 
 __all__ = ["SCANLoss"]
 

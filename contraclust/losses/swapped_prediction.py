@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contraclust.errors import DataError
-from contraclust.losses.ntxent import check_temperature, check_view_pair, compute_dtype
+from contraclust.losses.inputs import check_temperature, check_view_pair, compute_dtype
 
 __all__ = ["SwappedPredictionLoss", "swapped_cross_entropy"]
 
