@@ -574,9 +574,7 @@ def build_config(
     raw: dict[str, Any] = load_preset(preset) if preset else {}
     data = options.get("data")
     made_for = _preset_dataset(preset, raw) if preset else None
-    if preset and data is not None and made_for is not None and _same_data(data, made_for):
-        pass
-    elif preset and data is not None and made_for is not None:
+    if preset and data is not None and made_for is not None and not _same_data(data, made_for):
         dropped = ""
         if isinstance(raw.get("data"), dict) and raw["data"].pop("image_size", None) is not None:
             dropped = "; its image size is not applied (pass image_size to choose one)"
