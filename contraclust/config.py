@@ -577,7 +577,7 @@ def build_config(
     if preset and data is not None and made_for is not None and not _same_data(data, made_for):
         dropped = ""
         if isinstance(raw.get("data"), dict) and raw["data"].pop("image_size", None) is not None:
-            dropped = "; its image size is not applied (pass image_size to choose one)"
+            dropped = "; its image size is not applied (give image_size=SIDE to choose one)"
         warnings.warn(
             f"preset '{preset}' was made for {made_for}, not {data}; its settings may not "
             f"suit this data{dropped}",
