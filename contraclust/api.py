@@ -3,7 +3,7 @@
 >>> from sklearn.datasets import load_digits
 >>> from contraclust import Clusterer
 >>> X = load_digits().images            # (1797, 8, 8) grey images
->>> model = Clusterer(method="cc", n_clusters=10, epochs=2).fit(X)  # doctest: +SKIP
+>>> model = Clusterer(n_clusters=10, budget="1m").fit(X)  # doctest: +SKIP
 >>> model.labels_[:5], model.predict(X[:5])                         # doctest: +SKIP
 
 Constructor arguments are stored unchanged; fitted state lives in attributes ending
@@ -109,7 +109,10 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     ``random_state`` (``--seed``) and ``self_label_epochs`` (``--self-label``).
 
     Args:
-        method: ``cc``, ``kmeans`` (and the methods listed by ``contraclust methods``).
+        method: ``deca``, ``cc``, ``kmeans`` ... (``contraclust methods`` lists them);
+            None: the default recipe (``presets/default.yaml``: DECA with a late k-means
+            start and cluster repair), unless a preset names the method. A method given
+            without a preset starts from its own defaults.
         n_clusters: number of clusters K (>= 2 and <= number of samples), or ``"auto"``
             to choose it (see :mod:`contraclust.training.select_k`); the chosen K is
             ``n_clusters_`` and the search ``k_search_``.
@@ -120,7 +123,10 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             Unset image size, backbone and epochs are chosen to fit it after timing a
             few steps (see :mod:`contraclust.training.budget`); given or preset epochs
             are kept, with a warning when the run is expected to exceed it by > 20%.
-        batch_size: global batch size (None: the preset's, or min(256, N)).
+        restarts: trainings with the seeds ``random_state``, ``random_state + 1``, ...
+            sharing the budget; the partition that agrees most with the others is kept
+            (None: 1; see :mod:`contraclust.evaluation.agreement`).
+        batch_size: global batch size (None: the preset's, or min(128, N)).
         lr: learning rate (None: the preset's or 3e-4).
         optimizer: ``adam``, ``adamw`` or ``sgd`` (None: the preset's or adam).
         backbone: ``auto`` or a backbone name (``small_cnn``, ``resnet18``, ``mlp`` ...).
@@ -151,11 +157,12 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        method: str = "cc",
+        method: str | None = None,
         n_clusters: int | str = 10,
         *,
         epochs: int | None = None,
         budget: str | None = None,
+        restarts: int | None = None,
         batch_size: int | None = None,
         lr: float | None = None,
         optimizer: str | None = None,
@@ -179,6 +186,7 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_clusters = n_clusters
         self.epochs = epochs
         self.budget = budget
+        self.restarts = restarts
         self.batch_size = batch_size
         self.lr = lr
         self.optimizer = optimizer

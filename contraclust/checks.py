@@ -26,6 +26,24 @@ def check_number(name: str, value: Any, low: float = 0.0, *, strict: bool = True
         raise ConfigError(f"{name} must be a finite number {relation} {low:g}, got {value!r}")
 
 
+def check_epochs(name: str, value: Any) -> None:
+    """A schedule setting: a number of epochs >= 0 (a fraction allowed), or a share of
+    the run's epochs written ``"P%"`` with 0 <= P < 100."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            share = float(text[:-1]) if text.endswith("%") else math.nan
+        except ValueError:
+            share = math.nan
+        if not 0.0 <= share < 100.0:
+            raise ConfigError(
+                f"{name} must be a number of epochs or a share of the run such as '40%' "
+                f"(0% to 99%), got {value!r}"
+            )
+        return
+    check_number(name, value, strict=False)
+
+
 def check_fraction(name: str, value: Any) -> None:
     """``value`` must be a finite number strictly between 0 and 1."""
     check_number(name, value)

@@ -226,27 +226,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from contraclust.config import RunConfig, load_preset
+    from contraclust.config import build_config
     from contraclust.data import load_dataset
     from contraclust.training import fit
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     dataset = load_dataset("digits")
     rows = []
-    for method, preset in (("kmeans", None), ("cc", "cc/digits")):
-        raw = load_preset(preset) if preset else {"method": method}
-        cfg = RunConfig.from_dict(raw)
-        cfg.train.seed = args.seed
-        if args.epochs is not None and method != "kmeans":
-            cfg.train.epochs = args.epochs
-        cfg.train.device = args.device
-        result = fit(cfg, dataset, run_dir=out / method, quiet=args.quiet)
-        rows.append((method, result.metrics, result.seconds))
+    # k-means, then what `contraclust fit digits` trains: the default recipe and budget
+    for name, method in (("kmeans", "kmeans"), ("default", None)):
+        epochs = None if method == "kmeans" else args.epochs
+        options = {"method": method, "epochs": epochs, "random_state": args.seed}
+        cfg = build_config(None, {**options, "device": args.device})
+        result = fit(cfg, dataset, run_dir=out / name, quiet=args.quiet)
+        rows.append((f"{name} ({cfg.method})" if name != cfg.method else name, result))
     print(f"\ndigits (1797 images, 10 classes), seed {args.seed}; runs in {out}")
-    print(f"{'method':<10}{'ACC':>8}{'NMI':>8}{'ARI':>8}{'seconds':>10}")
-    for method, m, seconds in rows:
+    print(f"{'method':<16}{'ACC':>8}{'NMI':>8}{'ARI':>8}{'seconds':>10}")
+    for name, result in rows:
+        m = result.metrics
         assert m is not None
-        print(f"{method:<10}{m['acc']:>8.4f}{m['nmi']:>8.4f}{m['ari']:>8.4f}{seconds:>10.1f}")
+        print(f"{name:<16}{m['acc']:>8.4f}{m['nmi']:>8.4f}{m['ari']:>8.4f}{result.seconds:>10.1f}")
     return 0
 
 
@@ -312,7 +311,10 @@ def cmd_presets(args: argparse.Namespace) -> int:
         raise ConfigError(f"no presets found in {PRESET_DIR}; the installation is incomplete")
     print(f"presets in {PRESET_DIR}:")
     for name in names:
-        print(f"  {name:<26} for {preset_dataset(name)}")
+        made_for = preset_dataset(name)
+        print(
+            f"  {name:<26} for {made_for or 'any data: the run with no --method and no --preset'}"
+        )
     return 0
 
 
@@ -353,7 +355,14 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         metavar="DATA",
         help="the same as the positional DATA, spelled out (default: digits)",
     )
-    p.add_argument("--method", "-m", default=None, help=f"clustering method (default: {d.method})")
+    p.add_argument(
+        "--method",
+        "-m",
+        default=None,
+        help="clustering method, started from its own defaults unless a preset is given "
+        "(default: the default recipe, presets/default.yaml: DECA with a k-means start at "
+        "40%% of the run and cluster repair)",
+    )
     p.add_argument(
         "--clusters",
         "-k",
@@ -386,6 +395,14 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         "CPU, 30m on a GPU); a few steps are timed first and one 'plan:' line gives the "
         "settings chosen and the expected time. Given or preset epochs are kept and only "
         "warned about (default: auto)",
+    )
+    p.add_argument(
+        "--restarts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train N times (seeds S, S+1, ...) within the budget and keep the partition "
+        "that agrees most with the others; their agreement is printed (default: 1)",
     )
     p.add_argument(
         "--self-label",
@@ -438,7 +455,7 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         "-b",
         type=int,
         default=None,
-        help="global batch size (default: min(256, N), or the preset's)",
+        help="global batch size (default: min(128, N), or the preset's)",
     )
     p.add_argument(
         "--lr",
@@ -642,12 +659,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_report)
 
-    p = _add_parser(sub, "demo", help="cluster scikit-learn's digits: k-means vs cc")
+    p = _add_parser(
+        sub, "demo", help="cluster scikit-learn's digits: k-means vs the default recipe"
+    )
     p.add_argument(
         "--out", "-o", default=None, help="folder for the runs (default: runs/demo-<time>)"
     )
     p.add_argument(
-        "--epochs", type=int, default=None, help="override the preset's epochs (default: 30)"
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs of the deep run (default: as many as the default budget allows)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument(

@@ -36,9 +36,16 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 STREAM_MODES = ("auto", "on", "off")
 #: The epochs of a trained method when neither the user, a preset nor a budget sets them.
 DEFAULT_EPOCHS = 50
+#: The global batch when neither the user nor a preset sets one (fewer samples: all).
+#: 128 rather than the 256 of CC's paper: twice the steps in a CPU budget; screened
+#: with the default recipe as a whole (BENCHMARKS.md, Defaults).
+DEFAULT_BATCH = 128
 
 #: Folder of the committed presets (``<method>/<dataset>.yaml``), installed with the package.
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
+#: The preset of a run given neither a method nor a preset: a recipe for any data
+#: (``presets/default.yaml``; chosen across data sets, see BENCHMARKS.md).
+DEFAULT_RECIPE = "default"
 
 
 def _check_known(name: str, value: str, valid: tuple[str, ...]) -> None:
@@ -162,7 +169,13 @@ class TrainConfig:
     #: epochs); ``auto``: 5 minutes on a CPU, 30 on a GPU. Fixed epochs win over it: the
     #: budget then only warns when the run is expected to exceed it by more than 20%.
     budget: str = "auto"
-    #: Global batch size (split across devices); None: min(256, number of samples).
+    #: Independent trainings with the seeds ``seed``, ``seed + 1``, ...; the run keeps
+    #: the partition that agrees most with the others (adjusted Rand index; see
+    #: :mod:`contraclust.evaluation.agreement`) and reports their agreement. The budget
+    #: is shared among them. One process, K given.
+    restarts: int = 1
+    #: Global batch size (split across devices); None: :data:`DEFAULT_BATCH`, or the
+    #: number of samples when fewer (see :meth:`batch_for`).
     batch_size: int | None = None
     seed: int = 0
     #: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
@@ -206,6 +219,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.check()
 
+    def batch_for(self, n_samples: int) -> int:
+        """The global batch of a run on ``n_samples`` samples."""
+        return self.batch_size or min(DEFAULT_BATCH, n_samples)
+
     def check(self) -> None:
         """The rules of these settings that need no data (run again after changes)."""
         check_choice("predict_with", self.predict_with, READOUTS)
@@ -213,6 +230,7 @@ class TrainConfig:
         check_int("kmeans_n_init", self.kmeans_n_init)
         if self.budget != "auto":
             parse_duration("budget", self.budget)
+        check_int("restarts", self.restarts)
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(
                 f"epochs must be >= 1, got {self.epochs}; a run needs at least one epoch"
@@ -508,6 +526,7 @@ FLAT_OPTIONS: dict[str, tuple[str, ...]] = {
     "optimizer": ("optim", "name"),
     "epochs": ("train", "epochs"),
     "budget": ("train", "budget"),
+    "restarts": ("train", "restarts"),
     "self_label_epochs": ("train", "self_label_epochs"),
     "batch_size": ("train", "batch_size"),
     "random_state": ("train", "seed"),
@@ -527,10 +546,13 @@ def preset_dataset(name_or_path: str) -> str | None:
 
 
 def _preset_dataset(name_or_path: str, raw: dict[str, Any]) -> str | None:
-    """The data set a preset was made for: its ``data.name``, else its file name."""
+    """The data set a preset was made for: its ``data.name``, else its file name (None
+    for the default recipe, made for any data)."""
     data = raw.get("data")
     if isinstance(data, dict) and isinstance(data.get("name"), str):
         return data["name"]
+    if name_or_path == DEFAULT_RECIPE:
+        return None
     stem = Path(name_or_path).stem
     return stem or None
 
@@ -554,6 +576,9 @@ def build_config(
     """The one mapping of flat options onto :class:`RunConfig`, used by the command line
     and by :class:`~contraclust.Clusterer`: defaults < ``preset`` < ``options`` < ``sets``.
 
+    With neither a preset nor ``options["method"]``, the preset is the default recipe
+    (:data:`DEFAULT_RECIPE`); a method given alone starts from its own defaults.
+
     ``options`` uses the names of :data:`FLAT_OPTIONS` plus ``params`` (a mapping of
     the method's own parameters); ``None`` values are left to the preset or default.
     ``sets`` are dotted assignments, ``train.eval_every=5`` or ``params.alpha=0.5``.
@@ -571,6 +596,8 @@ def build_config(
             f"unknown option '{unknown[0]}'{did_you_mean(unknown[0], valid)}; "
             f"valid: {', '.join(valid)}"
         )
+    if not preset and options.get("method") is None:
+        preset = DEFAULT_RECIPE
     raw: dict[str, Any] = load_preset(preset) if preset else {}
     data = options.get("data")
     made_for = _preset_dataset(preset, raw) if preset else None

@@ -45,10 +45,10 @@ def _check_image_folder(work: Path, output: str) -> None:
     # The resumed run went on past the first run's last epoch.
     history = _rows(work / "runs/photos/metrics.csv")
     assert [int(r["epoch"]) for r in history] == [1, 2]
-    assert "plan: 1697 images 1x16x16, small_cnn, batch 256, 1 epoch (given), about" in output
+    assert "plan: 1697 images 1x16x16, small_cnn, batch 128, 1 epoch (given), about" in output
     # Section 7: a run on cached features, then one that reuses them.
     assert len(_rows(work / "runs/features-12/assignments.csv")) == 1697
-    assert "plan: 1697 vectors 256, mlp, batch 256" in output
+    assert "plan: 1697 vectors 256, mlp, batch 128" in output
     assert output.count("features: reusing cached") == 1
 
 

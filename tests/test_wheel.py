@@ -176,23 +176,24 @@ def test_presets_lists_the_installed_presets(installed: Installed) -> None:
     listed = set(rows)
     expected = {
         p.relative_to(PACKAGE_PRESETS).with_suffix("").as_posix()
-        for p in PACKAGE_PRESETS.rglob("*.yaml")
+        for p in PACKAGE_PRESETS.rglob("*/*.yaml")
     }
     assert listed == expected
+    assert re.search(r"^\s+default\s+for any data", out, flags=re.M), out  # the recipe
     assert "deca/digits" in listed
     assert rows["deca/usps"] == "usps" and rows["cc/cifar10"] == "cifar10"  # its data set
 
 
-def test_demo_prints_kmeans_and_cc(installed: Installed) -> None:
-    # The demo with 4 epochs of CC instead of the preset's 30 (52 s quiet at 1 thread).
+def test_demo_prints_kmeans_and_the_default_recipe(installed: Installed) -> None:
+    # The demo with 4 epochs of the default recipe instead of its budget's.
     out = installed.contraclust("demo", "--epochs", "4", "--out", "demo", "-q").stdout
-    rows = dict(re.findall(r"^(kmeans|cc)\s+([0-9.]+)\s", out, flags=re.M))
-    assert set(rows) == {"kmeans", "cc"}, out
+    rows = dict(re.findall(r"^(kmeans|default \(deca\))\s+([0-9.]+)\s", out, flags=re.M))
+    assert set(rows) == {"kmeans", "default (deca)"}, out
     # k-means on digits' pixels is .79 (seed 0); chance is about .1
     assert float(rows["kmeans"]) > 0.7, out
-    assert float(rows["cc"]) > 0.3, out
-    for method in ("kmeans", "cc"):
-        assert (installed.work / "demo" / method / "metrics.json").is_file()
+    assert float(rows["default (deca)"]) > 0.3, out
+    for name in ("kmeans", "default"):
+        assert (installed.work / "demo" / name / "metrics.json").is_file()
 
 
 def test_fit_deca_preset_learns_digits(installed: Installed, deca_run: Path) -> None:

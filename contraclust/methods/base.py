@@ -9,7 +9,7 @@ is (``embed``).
 
 Lifecycle. The trainer owns the step and epoch counters and calls, in this order::
 
-    start_fit(encode, steps_per_epoch, resumed)   -> on_fit_start(encode, resumed)
+    start_fit(encode, steps_per_epoch, resumed, epochs) -> on_fit_start(encode, resumed)
     for each epoch e of the method's training (0-based):
         on_epoch_start(e)
         for each step: on_step(step, e), then training_loss(...)   (step: global, 0-based)
@@ -24,7 +24,8 @@ survive a resume. The hooks run outside the data-parallel wrapper, on every proc
 with the method in training mode; the self-labelling epochs that may follow
 (``train.self_label_epochs``) replace the method's losses and call none of them.
 
-Every schedule is given in epochs (a fraction allowed) and turned into a step by
+Every schedule is given in epochs (a fraction allowed, or ``"P%"``: a share of the
+run's epochs, see :func:`schedule_epochs`) and turned into a step by
 :meth:`ClusteringMethod.step_at`; a method whose schedule cannot start within the
 run's epochs refuses it in :meth:`ClusteringMethod.check_schedule`. For example, a
 head trained only from epoch ``start_epoch`` on::
@@ -66,6 +67,19 @@ def late_schedule(method: str, setting: str, value: float, epochs: int, note: st
         f"{method}: {setting}={value:g} {note or 'is not reached within'} epochs={epochs}; "
         f"lower {setting} or train longer"
     )
+
+
+def schedule_epochs(value: float | str, epochs: int | None) -> float:
+    """The epochs of a schedule setting in a run of ``epochs`` epochs: ``value``
+    itself, or ``value`` percent of ``epochs`` when written ``"P%"`` (so that one
+    setting suits runs of any length, as those a time budget sizes)."""
+    if not isinstance(value, str):
+        return float(value)
+    if epochs is None:
+        raise ConfigError(
+            f"a schedule of {value} needs the run's epochs; give epochs=N or a budget"
+        )
+    return float(value.strip()[:-1]) / 100.0 * epochs
 
 
 def steps_in(epochs: float, steps_per_epoch: int) -> int:
@@ -139,6 +153,8 @@ class ClusteringMethod(nn.Module):
         self.register_buffer("input_std", torch.ones(channels))
         #: Steps in one epoch of the current run (set by ``start_fit``).
         self.steps_per_epoch = 1
+        #: Epochs of the current run (set by ``start_fit``; None: not known).
+        self.run_epochs: int | None = None
         self._encode: Encode | None = None
         if self.uses_backbone:
             self.backbone = build_backbone(model.backbone, self.input_shape, model.width)
@@ -250,17 +266,21 @@ class ClusteringMethod(nn.Module):
         return self.normalize(self.to_unit(raw))
 
     # ------------------------------------------------------------------ lifecycle
-    def start_fit(self, encode: Encode, steps_per_epoch: int, resumed: bool) -> None:
+    def start_fit(
+        self, encode: Encode, steps_per_epoch: int, resumed: bool, epochs: int | None = None
+    ) -> None:
         """What the trainer calls before the first step of a run, new or resumed:
-        records the run's epoch length and data pass, then calls ``on_fit_start``."""
+        records the run's epoch length, its epochs (for schedules given as ``"P%"``)
+        and data pass, then calls ``on_fit_start``."""
         self.steps_per_epoch = max(1, int(steps_per_epoch))
+        self.run_epochs = epochs
         self._encode = encode
         self.on_fit_start(encode, resumed)
 
-    def step_at(self, epochs: float) -> int:
-        """The step at which a schedule given in ``epochs`` (a fraction allowed) falls
-        in the current run (see :func:`steps_in`)."""
-        return steps_in(epochs, self.steps_per_epoch)
+    def step_at(self, epochs: float | str) -> int:
+        """The step at which a schedule given in ``epochs`` (a fraction allowed, or
+        ``"P%"`` of the run) falls in the current run (see :func:`steps_in`)."""
+        return steps_in(schedule_epochs(epochs, self.run_epochs), self.steps_per_epoch)
 
     def data_pass(self, fn: Callable[[Tensor], Tensor]) -> Tensor:
         """``fn`` over the clean training data (see ``Encode``); needs ``start_fit``."""
@@ -270,6 +290,12 @@ class ClusteringMethod(nn.Module):
                 "must run before the first training step"
             )
         return self._encode(fn)
+
+    @property
+    def clusters_ready(self) -> bool:
+        """Whether the method's clusters exist yet; False while a method trains
+        without them (DECA before its k-means start), when a read-out says nothing."""
+        return True
 
     def on_fit_start(self, encode: Encode, resumed: bool) -> None:
         """Called before the first step of a run, new (``resumed=False``) or resumed
@@ -291,6 +317,10 @@ class ClusteringMethod(nn.Module):
 
     def on_epoch_end(self, epoch: int) -> None:
         """Called after the last step of epoch ``epoch`` (0-based)."""
+
+    def on_fit_end(self) -> None:
+        """Called after the last epoch of the method's own losses (before any
+        self-labelling and before the final read-out)."""
 
     def use_sample_views(self, sample_views: Callable[[Tensor], Tensor]) -> None:
         """Called before ``on_fit_start`` of a trained method with a callable that

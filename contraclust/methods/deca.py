@@ -30,8 +30,9 @@ and the repair of clusters that training has emptied (``reseed_interval_epochs``
 with :mod:`contraclust.methods.repair`).
 
 Schedules are in epochs and run in the training hooks: the k-means start at
-``kmeans_init_epoch``, the repair checks every ``reseed_interval_epochs`` after it and
-the refreshes of the data-set-level target every ``target_update_epochs``.
+``kmeans_init_epoch``, the repair checks every ``reseed_interval_epochs`` after it (and
+again after the last step) and the refreshes of the data-set-level target every
+``target_update_epochs``.
 
 Data-parallel training: the instance and DEC losses gather over the global batch;
 k-means, the BatchNorm re-estimation and the data-set-level target are computed by
@@ -50,16 +51,26 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from contraclust.checks import check_choice, check_fraction, check_int, check_number
+from contraclust.checks import check_choice, check_epochs, check_fraction, check_int, check_number
 from contraclust.errors import ConfigError
 from contraclust.losses import AnchorLoss, DECLoss, NTXentLoss, dec_target, student_t_assignment
 from contraclust.losses.distributed import is_distributed
-from contraclust.methods.base import ClusteringMethod, Encode, late_schedule, register_method
+from contraclust.methods.base import (
+    ClusteringMethod,
+    Encode,
+    late_schedule,
+    register_method,
+    schedule_epochs,
+)
 from contraclust.methods.repair import repair_centers
 from contraclust.models import ProjectionHead
 
 TARGETS = ("batch", "dataset")
 KMEANS_SPACES = ("backbone", "projection")
+
+
+#: The most repair checks after the last step (see :meth:`DECA.on_fit_end`).
+FINAL_CHECKS = 5
 
 
 @dataclass
@@ -87,13 +98,14 @@ class DECAParams:
     target_update_epochs: float = 1.0
     #: k-means restarts of the initialisation of the centres.
     kmeans_n_init: int = 10
-    #: Epoch at which k-means initialises the centres (ours; a fraction allowed).
+    #: Epoch at which k-means initialises the centres (ours; a fraction allowed, or a
+    #: share of the run's epochs written ``"40%"``).
     #: 0 (DECA): before the first step, on the features of the untrained network.
     #: E > 0: after E epochs of the instance loss alone (the clustering and anchor
     #: losses are weighted 0 until then), so that k-means starts from features that
     #: already mean something; this helps much when the training budget is small.
     #: Must lie within the run's epochs.
-    kmeans_init_epoch: float = 0.0
+    kmeans_init_epoch: float | str = 0.0
     #: Where the k-means of the initialisation runs. ``backbone`` (DECA): on the
     #: backbone features h, whose centres are mu. ``projection`` (ours): on the
     #: L2-normalised outputs of the instance projector, the space the contrastive loss
@@ -114,7 +126,7 @@ class DECAParams:
     #: normalised projector outputs (:func:`contraclust.methods.repair.repair_centers`).
     #: DEC cannot split a cluster by itself, so a class pair sharing one centre while
     #: another centre is empty stays that way without it.
-    reseed_interval_epochs: float = 0.0
+    reseed_interval_epochs: float | str = 0.0
     #: Size, as a fraction of the mean cluster size N / K, below which a cluster
     #: counts as emptied at a check (see ``reseed_interval_epochs``).
     reseed_below: float = 0.1
@@ -145,12 +157,17 @@ class DECAParams:
             raise ConfigError(f"unknown target '{self.target}'; valid: {', '.join(TARGETS)}")
         check_number("target_update_epochs", self.target_update_epochs)
         check_int("kmeans_n_init", self.kmeans_n_init, 1)
-        check_number("kmeans_init_epoch", self.kmeans_init_epoch, strict=False)
+        check_epochs("kmeans_init_epoch", self.kmeans_init_epoch)
         check_choice("kmeans_space", self.kmeans_space, KMEANS_SPACES)
-        check_number("reseed_interval_epochs", self.reseed_interval_epochs, strict=False)
+        check_epochs("reseed_interval_epochs", self.reseed_interval_epochs)
         check_fraction("reseed_below", self.reseed_below)
         check_number("merge_confusion", self.merge_confusion, 0.0, strict=False)
         check_int("max_merges", self.max_merges, 0)
+
+
+def _starts_later(epochs: float | str) -> bool:
+    """Whether a schedule of ``epochs`` (a number, or ``"P%"``) starts after step 0."""
+    return schedule_epochs(epochs, 100) > 0
 
 
 @register_method
@@ -169,10 +186,10 @@ class DECA(ClusteringMethod):
 
     @classmethod
     def check_schedule(cls, params: Any, epochs: int) -> None:
-        start = params.kmeans_init_epoch
+        start = schedule_epochs(params.kmeans_init_epoch, epochs)
         if start > 0 and start >= epochs:
             raise ConfigError(late_schedule("deca", "kmeans_init_epoch", start, epochs))
-        every = params.reseed_interval_epochs
+        every = schedule_epochs(params.reseed_interval_epochs, epochs)
         if every > 0 and start + every >= epochs:
             first = f"makes its first check at epoch {start + every:g}, not within"
             raise ConfigError(late_schedule("deca", "reseed_interval_epochs", every, epochs, first))
@@ -195,7 +212,11 @@ class DECA(ClusteringMethod):
         #: process computes this one identically on the full data anyway.
         self.dataset_target: Tensor | None = None
         #: Whether the clustering and anchor losses count in this step (set by on_step).
-        self.clustering = p.kmeans_init_epoch == 0
+        self.clustering = not _starts_later(p.kmeans_init_epoch)
+
+    @property
+    def clusters_ready(self) -> bool:
+        return self.clustering
 
     # ------------------------------------------------------------------ state
     def get_extra_state(self) -> Tensor:
@@ -213,7 +234,7 @@ class DECA(ClusteringMethod):
             return
         # Drawn here, so the run's seed fixes the centres wherever they are initialised.
         self.kmeans_seed.fill_(int(torch.randint(0, 2**31 - 1, ()).item()))
-        if self.params.kmeans_init_epoch == 0:
+        if self.step_at(self.params.kmeans_init_epoch) == 0:
             if self.params.recalibrate_batchnorm:
                 self._recalibrate_batchnorm(encode)
             self._init_centers()
@@ -354,7 +375,7 @@ class DECA(ClusteringMethod):
             self._init_centers()
         self.clustering = step >= start
         reseeded = 0
-        if p.reseed_interval_epochs > 0:
+        if _starts_later(p.reseed_interval_epochs):
             every = max(1, self.step_at(p.reseed_interval_epochs))
             if step > start and (step - start) % every == 0:
                 # merges_done is read at a check only: no device sync in other steps
@@ -372,6 +393,19 @@ class DECA(ClusteringMethod):
                 self.refresh_dataset_target()
             logged["target_refreshed"] = torch.tensor(float(refresh), device=device)
         return logged
+
+    def on_fit_end(self) -> None:
+        """With repair on, last checks (no merge) after the last step, so that a cluster
+        the final steps emptied is not left empty in the read-out. A new centre can take
+        the few samples of another small cluster: the check repeats while it moves a
+        centre, at most :data:`FINAL_CHECKS` times."""
+        if not (_starts_later(self.params.reseed_interval_epochs) and self.clustering):
+            return
+        for _ in range(FINAL_CHECKS):
+            if not self.reseed_emptied_centers(merge=False):
+                break
+            if self.params.target == "dataset":
+                self.refresh_dataset_target()
 
     def training_loss(self, views: list[Tensor], clean: Tensor, index: Tensor) -> dict[str, Tensor]:
         p = self.params

@@ -7,11 +7,12 @@ wall time. What the user or a preset fixed is kept; what is left open is sized t
 
 * the image size (``data.image_size`` unset), the backbone (``auto``) and its width
   (``model.width`` unset): at most four candidates of, cheapest first: the images at
-  32 px with a narrow ``small_cnn`` (:data:`NARROW_WIDTH`), with the default
-  ``small_cnn``, with the backbone ``auto`` picks at 32 px, at 64 px, at their own
-  size. The richest is timed first: when it fits, it runs. Otherwise the others are
-  timed cheapest first, up to the first that cannot train :data:`MIN_EPOCHS` epochs
-  (or the given epochs) within the budget (a richer one would not either);
+  the smallest side of :func:`smaller_sides` with a narrow ``small_cnn``
+  (:data:`NARROW_WIDTH`) and with the default ``small_cnn``, then with the backbone
+  ``auto`` picks at each larger side and at their own size. The richest is timed
+  first: when it fits, it runs. Otherwise the others are timed cheapest first, up to
+  the first that cannot train :data:`MIN_EPOCHS` epochs (or the given epochs) within
+  the budget (a richer one would not either);
 * the epochs (``train.epochs`` unset): as many as fit, at most
   :data:`~contraclust.config.DEFAULT_EPOCHS`.
 
@@ -25,11 +26,12 @@ preset win over the budget; the estimate is still printed, and a run expected to
 exceed its budget by more than 20% gets a
 :class:`~contraclust.errors.ContraclustWarning` saying how to fit it.
 
-The estimate is the training steps times the measured seconds per step, plus the
-read-outs (the scoring after each evaluated epoch, the final prediction, the report)
-from a measured inference time per sample. Not counted: k-means read-outs
-(``predict_with: kmeans``), a method's own passes over the data during training
-(DECA's target refreshes), and the decoding of streamed files beyond one batch.
+The estimate is the time the timing itself took, plus the training steps times the
+measured seconds per step, plus the read-outs (the scoring after each evaluated epoch,
+the final prediction, the report) from a measured inference time per sample. Not
+counted: k-means read-outs (``predict_with: kmeans``), a method's own passes over the
+data during training (DECA's target refreshes), and the decoding of streamed files
+beyond one batch.
 """
 
 from __future__ import annotations
@@ -93,9 +95,13 @@ PROBE_BATCH = 8
 ROUGH_BATCH = 32
 #: Timed steps (their median counts), after one warm-up step.
 TIMED_STEPS = 3
-#: Seconds the full-batch timing may take; slower steps keep the scaled small-batch
-#: timing (at such costs a step's time grows in proportion to its batch).
+#: Seconds the full-batch timing (a warm-up and :data:`TIMED_STEPS` steps) may take.
 FULL_TIMING_LIMIT = 6.0
+#: Seconds a warm-up and one timed step at the full batch may take, where
+#: :data:`FULL_TIMING_LIMIT` does not allow more; slower steps keep the scaled
+#: small-batch timing. Scaling alone is not enough below this: a full-width small CNN
+#: at 32 px took 2.5 s a step at batch 128 where batch 32 scaled said 1.7 s.
+SINGLE_TIMING_LIMIT = 12.0
 #: Seconds each epoch costs beyond its steps and its scoring: the checkpoint, the
 #: metrics file, the log (0.5 to 0.7 s measured for a small CNN on 2 loaded cores).
 EPOCH_SECONDS = 0.5
@@ -104,9 +110,20 @@ EPOCH_SECONDS = 0.5
 REPORT_SECONDS = 5.0
 #: Image sides the planner tries below the images' own (cheapest first).
 SIDES = (32, 64)
+#: A smaller side, tried for images of at most :data:`SMALL_IMAGE` px: digits and
+#: thumbnails keep their content at 16 px, a third of the pixels of 28 px.
+SMALL_SIDE = 16
+SMALL_IMAGE = 64
 #: The width of the cheapest candidate, ``small_cnn`` at a quarter of its default 64
 #: channels (about 1/16 of the compute; the deca mnist-test preset trains this width).
 NARROW_WIDTH = 16
+
+
+def smaller_sides(own: int) -> list[int]:
+    """The sides the planner tries below the images' own ``own`` (28 px: 16; 64: 16
+    and 32; 128 and more: 32 and 64)."""
+    small = [SMALL_SIDE] if own <= SMALL_IMAGE else []
+    return [s for s in (*small, *SIDES) if s < own]
 
 
 @dataclass(frozen=True)
@@ -218,8 +235,9 @@ def measure_step(trial: Trial) -> Timing:
     the first call's costs), stops there when above ``give_up_above``; then one
     warm-up and :data:`TIMED_STEPS` timed steps on :data:`ROUGH_BATCH` samples, scaled;
     then, unless they would take more than :data:`FULL_TIMING_LIMIT`, as many at the
-    full batch. The median timed step counts. The global random state is restored
-    afterwards, so planning does not change what the run draws.
+    full batch (or one, within :data:`SINGLE_TIMING_LIMIT`). The median timed step
+    counts. The global random state is restored afterwards, so planning does not change
+    what the run draws.
     """
     cfg, device, raw = trial.config, trial.device, trial.sample
     shape = tuple(int(s) for s in raw.shape[1:])
@@ -248,6 +266,7 @@ def measure_step(trial: Trial) -> Timing:
             lambda fn: apply_batched(method, whole, fn, device, batch_size=512),
             max(1, trial.n_samples // trial.batch),
             resumed=False,
+            epochs=cfg.train.epochs or DEFAULT_EPOCHS,
         )
         method.on_step(0, 0)  # the hooks of the first step (a k-means start, a mining)
         optimizer = _optimizer(list(method.parameters()), cfg)
@@ -287,12 +306,14 @@ def measure_step(trial: Trial) -> Timing:
         step(small)
         rough = timed(small, TIMED_STEPS) * trial.batch / len(small)
         # Small models cost more per sample at the full batch (their activations leave
-        # the caches: twice as much for a small CNN at 32 px), so a step that is cheap
-        # enough is timed at the full batch.
-        if len(small) < len(raw) and rough * (1 + TIMED_STEPS) <= FULL_TIMING_LIMIT:
-            step(raw)
-            per_step = timed(raw, TIMED_STEPS)
-            return Timing(per_step, _infer_seconds(method, raw, device))
+        # the caches: up to twice as much for a small CNN at 32 px), so a step that is
+        # cheap enough is timed at the full batch: several times, or once.
+        if len(small) < len(raw):
+            for steps, limit in ((TIMED_STEPS, FULL_TIMING_LIMIT), (1, SINGLE_TIMING_LIMIT)):
+                if rough * (1 + steps) <= limit:
+                    step(raw)
+                    per_step = timed(raw, steps)
+                    return Timing(per_step, _infer_seconds(method, raw, device))
         # The read-out runs at batches of 512: per sample, a small batch costs more.
         return Timing(rough, _infer_seconds(method, raw, device), rough=len(small) < len(raw))
 
@@ -362,7 +383,7 @@ def _candidates(cfg: RunConfig, shape: tuple[int, ...], streamed: bool) -> list[
     own = None if len(shape) != 3 else max(shape[1:])
     sides: list[int | None] = [None]
     if cfg.data.image_size is None and not streamed and own is not None:
-        sides = [s for s in SIDES if s < own] + [None]
+        sides = [*smaller_sides(own), None]
     out: list[Candidate] = []
     for side in sides:
         at = shape if side is None else (shape[0], side, side)
@@ -445,10 +466,13 @@ def make_plan(
     timer: StepTimer | None = None,
 ) -> Plan:
     """The plan of :func:`plan_run`, without printing it."""
+    started = time.perf_counter()
     device = resolve_device(cfg.train.device)
     budget = budget_seconds(cfg.train.budget, device)
+    if budget is not None:
+        budget /= cfg.train.restarts  # each restart gets its share
     n = len(dataset)
-    batch = cfg.train.batch_size or min(256, n)
+    batch = cfg.train.batch_for(n)
     streamed = isinstance(dataset, StreamedImageDataset)
     shape = tuple(dataset.input_shape)
     candidates = _candidates(cfg, shape, streamed)
@@ -470,23 +494,25 @@ def make_plan(
     chosen = _choose(candidates, sizing, budget, need, max(1, n // batch))
     run = chosen.cfg
     run.n_clusters = cfg.n_clusters
+    # The timing is part of the run's wall time: the training gets what it left over.
+    planning = (time.perf_counter() - started) / cfg.train.restarts
     if epochs_fixed:
         epochs = int(cfg.train.epochs)  # type: ignore[arg-type]
     elif budget is None:
         epochs = DEFAULT_EPOCHS
     else:
-        epochs = max(1, chosen.epochs_within(budget))
+        epochs = max(1, chosen.epochs_within(budget - planning))
     run.train.epochs = epochs
     if not cfg.train.batch_size:
         run.train.batch_size = None  # the loop's own default (and its rounding per device)
-    estimate = chosen.seconds(epochs)
+    estimate = planning + chosen.seconds(epochs)
     side = chosen.cfg.data.image_size
     if side is not None and side != cfg.data.image_size and isinstance(dataset, ArrayDataset):
         dataset = replace(dataset, data=conform_to_model(dataset.data, (shape[0], side, side)))
     line = _plan_line(cfg, run, dataset, shape, chosen, epochs, estimate, budget)
     warning = None
     if budget is not None and estimate > OVERRUN * budget:
-        warning = _overrun(cfg, run, chosen, shape, estimate, budget)
+        warning = _overrun(cfg, run, chosen, shape, estimate, budget, planning)
     return Plan(run, dataset, line, estimate, budget, chosen.timing, timed, warning)
 
 
@@ -538,12 +564,15 @@ def _plan_line(
     network = run.model.backbone
     if run.model.width is not None:
         network += f" width {run.model.width}"
+    restarts = asked.train.restarts
     line = (
-        f"plan: {what}, {network}, batch {chosen.batch}, {epochs} epoch"
+        f"plan: {what}, {network}, batch {chosen.batch}, "
+        f"{f'{restarts} restarts of ' if restarts > 1 else ''}{epochs} epoch"
         f"{'' if epochs == 1 else 's'}{whose}"
         f"{_extra_epochs(run)}, about {format_seconds(estimate)} "
         f"({chosen.timing.step:.3g} s/step measured; budget "
-        f"{'none' if budget is None else format_seconds(budget)})"
+        f"{'none' if budget is None else format_seconds(budget)}"
+        f"{' each' if restarts > 1 else ''})"
     )
     if asked.train.epochs is None and budget is not None and epochs < MIN_EPOCHS:
         line += "; few epochs for this budget: a larger --budget gives the method more"
@@ -572,8 +601,9 @@ def _overrun(
     shape: tuple[int, ...],
     estimate: float,
     budget: float,
+    planning: float,
 ) -> str:
-    fits = chosen.epochs_within(budget)
+    fits = chosen.epochs_within(budget - planning)
     ways = []
     if fits and fits < run.train.epochs:  # type: ignore[operator]
         ways.append(f"epochs={fits}")

@@ -29,7 +29,7 @@ FORMAT_VERSION = 1
 def epoch_length(cfg: RunConfig, n_samples: int, world: int) -> tuple[int, int]:
     """The global batch of a run on ``world`` processes (a multiple of ``world``) and
     the number of steps in one of its epochs."""
-    batch = cfg.train.batch_size or min(256, n_samples)
+    batch = cfg.train.batch_for(n_samples)
     batch -= batch % world
     return batch, max(1, n_samples // max(1, batch))
 

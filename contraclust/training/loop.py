@@ -16,6 +16,7 @@ indices, drawn from the same permutation (see :mod:`contraclust.data.source`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import sys
@@ -39,6 +40,7 @@ from contraclust.data.source import InMemorySource, load_training_data, make_sou
 from contraclust.data.streaming import StreamedImageDataset
 from contraclust.errors import ConfigError, ContraclustError, ContraclustWarning, DataError
 from contraclust.evaluation import evaluate
+from contraclust.evaluation.agreement import central_partition
 from contraclust.losses import SelfLabelLoss
 from contraclust.methods import ClusteringMethod, get_method
 from contraclust.methods.base import steps_in
@@ -61,6 +63,10 @@ from contraclust.utils import atomic_write_json, resolve_device, run_lock
 log = logging.getLogger("contraclust")
 
 
+#: Mean ARI between restarts below which the run warns that its clusters are unstable.
+UNSTABLE_ARI = 0.5
+
+
 class TrainingDivergedError(ContraclustError):
     """The loss became NaN or infinite."""
 
@@ -78,8 +84,11 @@ class FitResult:
     run_dir: Path | None = None
     #: The K search (``k_search.json``) when ``n_clusters`` was ``auto``.
     k_search: dict[str, Any] | None = None
-    #: What the user should know about the result (a degenerate partition).
+    #: A degenerate partition, said (see :func:`degenerate_result`).
     warnings: list[str] = field(default_factory=list)
+    #: With ``train.restarts`` > 1: the seeds, their agreement and the one kept
+    #: (``restarts.json``).
+    restarts: dict[str, Any] | None = None
 
 
 def validate_config(cfg: RunConfig, n_samples: int) -> None:
@@ -89,6 +98,11 @@ def validate_config(cfg: RunConfig, n_samples: int) -> None:
         raise DataError(
             f"the data holds only {n_samples} sample(s); clustering needs at least 2 "
             "(and at least K)"
+        )
+    if t.restarts > 1 and (cfg.n_clusters == AUTO_CLUSTERS or t.devices * t.num_nodes > 1):
+        raise ConfigError(
+            f"restarts={t.restarts} needs a given number of clusters and one process; "
+            "give n_clusters=K and devices=1, or restarts=1"
         )
     if cfg.n_clusters == AUTO_CLUSTERS:
         validate_k_search(cfg, n_samples)
@@ -347,7 +361,10 @@ def _fit_in(
         cfg, init_state, search = choose_k(cfg, dataset.data, train, quiet)
         if run_path is not None and main_process:
             atomic_write_json(run_path / rundir.K_SEARCH, search.to_dict())
-    result = _fit(fabric, cfg, dataset, run_path, resume_state, quiet, init_state, report)
+    if cfg.train.restarts > 1 and resume_state is None:
+        result = _fit_restarts(fabric, cfg, dataset, run_path, quiet, report)
+    else:
+        result = _fit(fabric, cfg, dataset, run_path, resume_state, quiet, init_state, report)
     result.k_search = None if search is None else search.to_dict()
     degenerate = degenerate_result(result.prediction, result.config.n_clusters)
     if degenerate and main_process:
@@ -533,6 +550,8 @@ class _Trainer:
         self.history: list[dict[str, Any]] = []
         self.position = _Position()
         self.epochs = cfg.train.epochs
+        #: The epochs that schedules given as a share of the run refer to.
+        self.schedule_epochs = self.epochs
         self.total_epochs = self.epochs + cfg.train.self_label_epochs
         if not method.trainable and cfg.train.self_label_epochs:
             raise ConfigError(
@@ -591,10 +610,15 @@ class _Trainer:
             self.restore(optimizer, resume_state)
         device, data = self.device, self.data
         method.use_sample_views(_sample_views(method, data, self.augment, self.aug_gen, device))
+        # Schedules given as a share of the run ("40%") keep the first run's epochs when
+        # a resumed run is lengthened, so that nothing already done happens again.
+        if resume_state is not None:
+            self.schedule_epochs = int(resume_state.get("schedule_epochs", self.epochs))
         method.start_fit(
             lambda fn: apply_batched(method, data, fn, device, batch_size=512),
             self.steps_per_epoch,
             resumed=resume_state is not None,
+            epochs=self.schedule_epochs,
         )
         self.module, self.optimizer = self.fabric.setup(self.core, optimizer)
 
@@ -677,6 +701,8 @@ class _Trainer:
             self.bar.update(1)
         if own_loss:
             self.method.on_epoch_end(epoch)
+            if epoch + 1 == self.epochs:
+                self.method.on_fit_end()
         row = self.epoch_row(epoch, sums, epoch_start)
         prediction = self.evaluate(epoch, row)
         self.history.append(row)
@@ -746,7 +772,8 @@ class _Trainer:
         )
         # Only what the row logs: AMI alone costs seconds at K = 1000.
         row.update(evaluate(self.dataset.labels, pred.labels, keys=("acc", "nmi", "ari")))
-        warn_empty_clusters(pred.labels, self.cfg.n_clusters, f"after epoch {epoch + 1}")
+        if self.method.clusters_ready:  # no centres yet: every sample falls in one cluster
+            warn_empty_clusters(pred.labels, self.cfg.n_clusters, f"after epoch {epoch + 1}")
         return pred if last else None  # the final read-out: not computed again at the end
 
     # ------------------------------------------------------------------ save
@@ -777,6 +804,7 @@ class _Trainer:
                 **({} if per_rank is None else {"ranks": per_rank}),
             },
             history=self.history,
+            schedule_epochs=self.schedule_epochs,
             **position,
         )
         save_checkpoint(state, self.run_dir / rundir.LAST)
@@ -833,6 +861,68 @@ def _fit(
     else:
         trainer.fit_closed_form(resume_state)
     return trainer.finish(prediction, report)
+
+
+def _fit_restarts(
+    fabric: Any,
+    cfg: RunConfig,
+    dataset: ArrayDataset | StreamedImageDataset,
+    run_dir: Path | None,
+    quiet: bool,
+    report: bool,
+) -> FitResult:
+    """``train.restarts`` trainings in memory, seeds ``seed``, ``seed + 1``, ...; the
+    one whose partition agrees most with the others is the run's result, written to
+    ``run_dir`` as a run of its own seed (``restarts.json`` records them all)."""
+    results, seeds = [], [cfg.train.seed + i for i in range(cfg.train.restarts)]
+    for i, seed in enumerate(seeds):
+        _tell(f"restart {i + 1}/{len(seeds)}: seed {seed}", quiet)
+        one = copy.deepcopy(cfg)
+        one.train.seed, one.train.restarts = seed, 1
+        results.append(_fit(fabric, one, dataset, None, None, quiet))
+    agreement = central_partition([r.prediction.labels for r in results])
+    chosen = results[agreement.chosen]
+    scores = agreement.mean_to_others
+    summary: dict[str, Any] = {
+        "seeds": seeds,
+        "chosen_seed": seeds[agreement.chosen],
+        "mean_ari": round(agreement.mean, 4),
+        "mean_ari_to_others": [round(float(x), 4) for x in scores],
+        "ari": np.round(agreement.ari, 4).tolist(),
+        "metrics": [r.metrics for r in results],
+    }
+    _tell(
+        f"restarts agree with ARI {agreement.mean:.3f} on average; kept seed "
+        f"{summary['chosen_seed']} (ARI {scores[agreement.chosen]:.3f} to the others)",
+        quiet,
+    )
+    if agreement.mean < UNSTABLE_ARI:
+        message = (
+            f"the {len(seeds)} restarts disagree (mean ARI {agreement.mean:.2f}): these "
+            "clusters are not stable; a larger budget or another number of clusters may help"
+        )
+        log.warning("%s", message)
+        warnings.warn(message, ContraclustWarning, stacklevel=4)
+    chosen.seconds = sum(r.seconds for r in results)
+    chosen.restarts = summary
+    if run_dir is not None and fabric.global_rank == 0:
+        c = chosen.config
+        save_yaml(c.to_dict(), run_dir / rundir.CONFIG)
+        _write_outputs(
+            run_dir,
+            c,
+            chosen.method,
+            dataset,
+            chosen.prediction,
+            chosen.metrics,
+            chosen.history,
+            chosen.seconds,
+        )
+        atomic_write_json(run_dir / rundir.RESTARTS, summary)
+        if report:
+            _write_report(run_dir, chosen.method, dataset, chosen.prediction, c.train.seed, quiet)
+        chosen.run_dir = run_dir
+    return chosen
 
 
 def _write_report(

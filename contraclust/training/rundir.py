@@ -10,6 +10,7 @@ Layout of ``DIR``::
     assignments.csv      index, cluster, confidence[, label][, path] for every sample
     metrics.json         final metrics (when labels exist), cluster sizes, timings
     k_search.json        with ``--clusters auto``: every candidate K, its scores, the choice
+    restarts.json        with ``--restarts N``: the seeds, their agreement (ARI), the one kept
     report.html          the report (figures also as PNGs in report/)
 """
 
@@ -34,6 +35,7 @@ MODEL = "model.ckpt"
 ASSIGNMENTS = "assignments.csv"
 METRICS_JSON = "metrics.json"
 K_SEARCH = "k_search.json"
+RESTARTS = "restarts.json"
 #: The report page, and the folder of its figures (named by the report writer).
 REPORT = REPORT_HTML
 REPORT_FIGURES = REPORT_DIR
@@ -46,6 +48,7 @@ RUN_FILES = (
     ASSIGNMENTS,
     METRICS_JSON,
     K_SEARCH,
+    RESTARTS,
     REPORT,
 )
 

@@ -83,8 +83,8 @@ def test_demo_listing_verbs(tmp_path: Path, capsys) -> None:
         == 0
     )
     out = capsys.readouterr().out
-    assert "kmeans" in out and "cc" in out and "ACC" in out
-    assert (tmp_path / "demo" / "cc" / "model.ckpt").is_file()
+    assert "kmeans" in out and "default (deca)" in out and "ACC" in out
+    assert (tmp_path / "demo" / "default" / "model.ckpt").is_file()
     assert main(["methods"]) == 0
     assert "kmeans" in capsys.readouterr().out
     assert main(["presets"]) == 0

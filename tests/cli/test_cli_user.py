@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from contraclust.cli import build_parser, main
-from contraclust.config import PRESET_DIR, available_presets, build_config
+from contraclust.config import DEFAULT_BATCH, PRESET_DIR, available_presets, build_config
 from contraclust.errors import ContraclustWarning
 from contraclust.training import loop
 
@@ -240,7 +240,7 @@ def test_config_records_the_batch_size(tmp_path: Path) -> None:
     argv = ["fit", "digits", "--epochs", "1", "--device", "cpu", "-q", "--no-report"]
     assert main([*argv, "--out", str(out)]) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["train"]["batch_size"] == 256
+    assert saved["train"]["batch_size"] == DEFAULT_BATCH
 
 
 def test_report_shows_its_progress_on_a_terminal(tmp_path: Path, monkeypatch, capsys) -> None:

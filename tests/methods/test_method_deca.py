@@ -13,7 +13,7 @@ from contraclust.config import RunConfig, from_dict
 from contraclust.data import load_dataset
 from contraclust.errors import ConfigError
 from contraclust.methods import get_method
-from contraclust.methods.deca import DECA, DECAParams
+from contraclust.methods.deca import DECA, FINAL_CHECKS, DECAParams
 from contraclust.training import fit
 from contraclust.training.checkpoint import build_method
 from contraclust.training.predict import apply_batched
@@ -62,7 +62,10 @@ def started_method(dataset, n_clusters: int = 10, **params: Any) -> DECA:
     assert isinstance(method, DECA)
     method.set_input_stats(dataset.data)
     method.start_fit(
-        lambda fn: apply_batched(method, dataset.data, fn, CPU), STEPS_PER_EPOCH, resumed=False
+        lambda fn: apply_batched(method, dataset.data, fn, CPU),
+        STEPS_PER_EPOCH,
+        resumed=False,
+        epochs=10,
     )
     return method
 
@@ -217,6 +220,39 @@ def test_an_emptied_cluster_is_reseeded_with_half_of_another(digits_small) -> No
     # Nothing else is emptied now: a second check moves nothing.
     assert method.reseed_emptied_centers() == 0
     torch.testing.assert_close(method.centers.detach(), after, atol=0, rtol=0)
+
+
+def test_a_cluster_emptied_by_the_last_steps_is_reseeded_at_the_end(
+    digits_small, monkeypatch
+) -> None:
+    method = emptied(started_method(digits_small, reseed_interval_epochs=0.5), digits_small, 4)
+    method.clustering = True
+    method.on_fit_end()
+    h = apply_batched(method, digits_small.data, method.backbone, CPU)
+    assert int((torch.cdist(h, method.centers).argmin(dim=1) == 4).sum()) > 0
+    # a new centre that empties another small cluster: the checks repeat
+    calls = []
+    real = method.reseed_emptied_centers
+    monkeypatch.setattr(method, "reseed_emptied_centers", lambda merge: calls.append(merge) or 1)
+    method.on_fit_end()
+    assert calls == [False] * FINAL_CHECKS
+    monkeypatch.setattr(method, "reseed_emptied_centers", real)
+    # without repair the end changes nothing
+    off = emptied(started_method(digits_small), digits_small, 4)
+    before = off.centers.detach().clone()
+    off.clustering = True
+    off.on_fit_end()
+    torch.testing.assert_close(off.centers.detach(), before, atol=0, rtol=0)
+
+
+def test_the_trainer_calls_the_end_hook_once_after_the_last_epoch(
+    digits_small, monkeypatch
+) -> None:
+    ended: list[int] = []  # the epochs ended, then -1 for the end of the fit
+    monkeypatch.setattr(DECA, "on_epoch_end", lambda self, epoch: ended.append(epoch))
+    monkeypatch.setattr(DECA, "on_fit_end", lambda self: ended.append(-1))
+    fit(deca_cfg(epochs=2), digits_small, quiet=True)
+    assert ended == [0, 1, -1]
 
 
 def test_merges_stop_at_max_merges(digits_small, monkeypatch) -> None:
@@ -416,3 +452,42 @@ def test_a_checkpoint_with_settings_in_steps_loads_and_resumes_exactly(
     assert [r["loss"] for r in straight.history] == [r["loss"] for r in resumed.history]
     torch.testing.assert_close(straight.method.centers, resumed.method.centers, atol=0, rtol=0)
     assert resumed.config.params["kmeans_init_epoch"] == 0.5
+
+
+@pytest.mark.parametrize("value", ["100%", "-5%", "40", "forty%", "%"])
+def test_a_share_of_the_run_is_checked(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"kmeans_init_epoch.*share of the run"):
+        from_dict(DECAParams, {"kmeans_init_epoch": value}, "params")
+
+
+def test_schedules_given_as_a_share_of_the_run_follow_its_length(digits_small) -> None:
+    method = started_method(digits_small, kmeans_init_epoch="40%")
+    assert not method.clusters_ready  # no centres before the k-means start
+    method.start_fit(lambda fn: torch.empty(0), STEPS_PER_EPOCH, resumed=True, epochs=10)
+    # 40% of 10 epochs of 4 steps: step 16; of 5 epochs: step 8
+    assert method.step_at("40%") == 16
+    method.start_fit(lambda fn: torch.empty(0), STEPS_PER_EPOCH, resumed=True, epochs=5)
+    assert [method.step_at(v) for v in ("40%", "4%", 2.5)] == [8, 1, 10]
+    # A share fits any run, however short.
+    DECA.check_schedule(DECAParams(kmeans_init_epoch="99%", reseed_interval_epochs="0.5%"), 1)
+
+
+def test_a_lengthened_run_keeps_the_first_runs_shares(
+    digits_small, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resumed with more epochs, a "50%" k-means start stays where the first run put it
+    (after epoch 1 of 2): the centres are not set again at 50% of 4 epochs (step 8, the
+    first step of the resumed run)."""
+    from contraclust.training.checkpoint import read_checkpoint
+
+    starts: list[int] = []
+    init = DECA._init_centers
+    monkeypatch.setattr(DECA, "_init_centers", lambda self: starts.append(1) or init(self))
+    params = {"kmeans_init_epoch": "50%"}
+    out = tmp_path / "run"
+    fit(deca_cfg(epochs=2, **params), digits_small, run_dir=out, quiet=True)
+    assert len(starts) == 1
+    assert read_checkpoint(out / "checkpoints" / "last.ckpt")["schedule_epochs"] == 2
+    longer = fit(deca_cfg(epochs=4, **params), digits_small, run_dir=out, resume=True, quiet=True)
+    assert len(starts) == 1 and len(longer.history) == 4
+    assert read_checkpoint(out / "checkpoints" / "last.ckpt")["schedule_epochs"] == 2
