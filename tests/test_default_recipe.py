@@ -26,6 +26,7 @@ def test_no_method_and_no_preset_is_the_default_recipe() -> None:
     assert cfg.method == recipe["method"] == "deca"
     assert cfg.params == recipe["params"]
     assert cfg.params["kmeans_init_epoch"] == "40%"
+    assert "merge_confusion" not in cfg.params  # repair without merges (BENCHMARKS.md)
     assert (cfg.optim.lr, cfg.model.hidden_dim) == (1e-3, 256)
     # the budget sizes what the recipe leaves open
     assert cfg.train.epochs is None and cfg.data.image_size is None
