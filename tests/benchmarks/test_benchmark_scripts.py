@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +20,7 @@ import budget  # noqa: E402
 import gpu_cifar10  # noqa: E402
 import quality  # noqa: E402
 import scaling  # noqa: E402
+import scan_neighbours  # noqa: E402
 import throughput  # noqa: E402
 
 
@@ -179,3 +181,22 @@ def test_budget_table_shows_the_plan_the_estimate_and_the_run() -> None:
     row |= {"run_s": 250.0, "load_after": 2.5, "acc": 0.5}
     trained = budget.markdown({"meta": meta, "command": "c", "rows": [row]})
     assert "| 290.0 | 250.0 | 3.0 / 2.5 | 0.5 |" in trained
+
+
+def test_neighbour_purity_counts_the_neighbours_of_the_same_class() -> None:
+    labels = np.array([0, 0, 1, 1])
+    table = np.array([[1, 2], [0, 3], [3, 2], [2, 1]])  # 1, 1, 2 and 1 of 2 right
+    assert scan_neighbours.purity(labels, table) == pytest.approx(5 / 8)
+
+
+def test_scan_neighbours_reads_the_pretext_the_run_mined_in(tmp_path: Path) -> None:
+    row = scan_neighbours.measure("digits", 0, 1.0, tmp_path)
+    for key in ("mined", "projection_5", "backbone_20", "kmeans_projection", "kmeans_backbone"):
+        assert 0.0 <= row[key] <= 1.0, key
+    assert row["mined"] > 0.5  # one epoch already puts most neighbours in their class
+    # The backbone is frozen after the pretext and the head barely moves, so mining
+    # again in the projection finds about the table the run used.
+    assert row["projection_20"] == pytest.approx(row["mined"], abs=0.02)
+    table = scan_neighbours.table([row], {"date": "d", "machine": "m", "torch": "t",
+                                          "threads": 1, "load_average": [1.0]})  # fmt: skip
+    assert f"| digits | 0 | 1 | {row['mined']:.3f} |" in table
