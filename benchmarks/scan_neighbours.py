@@ -147,6 +147,8 @@ def main() -> None:
             rows.append(row)
             saved = {"meta": machine_meta(), "rows": rows}
             write_json(RESULTS, saved)
+    if not saved["rows"]:
+        raise SystemExit(f"no results yet in {RESULTS}; name a data set to measure one")
     write_section("scan-neighbours", table(saved["rows"], saved["meta"]), "SCAN neighbours")
 
 
