@@ -1,11 +1,12 @@
 """The time budget's plan line against the wall time of the run it plans.
 
-For each set, with no preset and the default settings (``cc``, ``--budget auto``, that
-is 5 minutes on a CPU), the script times the planning (:func:`make_plan`, what ``fit``
-does before training) and records what it chose and the time it expects. With
-``--run`` it then trains the planned run (``contraclust.training.fit`` with a run
-directory and the report, as ``contraclust fit`` does) and records its wall time from
-the end of the planning to the end of the report, which is what the estimate covers.
+For each set, with no preset and the default settings (the default recipe,
+``--budget auto``, that is 5 minutes on a CPU), the script times the planning
+(:func:`make_plan`, what ``fit`` does before training) and records what it chose
+and the time it expects. With ``--run`` it then trains the planned run
+(``contraclust.training.fit`` with a run directory and the report, as ``contraclust
+fit`` does) and records its wall time from the end of the planning to the end of the
+report, which is what the estimate covers.
 
 Sets, read from ``../shared/data`` (``$CONTRACLUST_SHARED_DATA``): ``coil20`` (1,440
 grey 128 px images, 20 objects), ``olivetti`` (400 grey 64 px faces, 40 people) and
