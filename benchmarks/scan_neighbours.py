@@ -76,14 +76,6 @@ def measure(dataset: str, seed: int, pretext: float, root: Path) -> dict[str, An
     result = fit(cfg, data, quiet=True)
     seconds = time.perf_counter() - start
     method = result.method
-    device = torch.device("cpu")
-
-    def projection(x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(method.instance_head(method.backbone(x)), dim=1)
-
-    def backbone(x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(method.backbone(x), dim=1)
-
     row: dict[str, Any] = {
         "dataset": dataset,
         "seed": seed,
@@ -94,8 +86,14 @@ def measure(dataset: str, seed: int, pretext: float, root: Path) -> dict[str, An
         "mining_space": method.params.mining_space,
         "n_neighbours": method.params.n_neighbours,
     }
-    for space, fn in (("projection", projection), ("backbone", backbone)):
-        z = apply_batched(method, data.data, fn, device)
+    for space in ("projection", "backbone"):
+        # Normalised in both spaces, so that k-means compares directions, as mining does.
+        z = apply_batched(
+            method,
+            data.data,
+            lambda x, space=space: F.normalize(method.kmeans_features(x, space), dim=1),
+            torch.device("cpu"),
+        )
         for k in NEIGHBOURS:
             row[f"{space}_{k}"] = round(purity(labels, mine_neighbours(z, k).numpy()), 4)
         km = KMeans(cfg.n_clusters, n_init=5, random_state=seed).fit(z.numpy())

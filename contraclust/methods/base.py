@@ -371,15 +371,27 @@ class ClusteringMethod(nn.Module):
         """The spaces the k-means read-out can run in (``train.kmeans_space``).
 
         Every method has ``backbone`` (:meth:`embed`); a method with an instance
-        projection head adds ``projection``, one with an exemplar head ``exemplar``.
+        projection head (a module named ``instance_head``) adds ``projection``, one
+        with an exemplar head ``exemplar``.
         """
-        return ("backbone",)
+        return ("backbone", "projection") if self._instance_head() is not None else ("backbone",)
 
     def kmeans_features(self, x: Tensor, space: str) -> Tensor:
-        """B x d features of a normalised batch in ``space``, one of :meth:`kmeans_spaces`."""
+        """B x d features of a normalised batch in ``space``, one of :meth:`kmeans_spaces`.
+
+        ``projection`` is the normalised output of the instance head: the space of the
+        instance contrast, which compares normalised vectors.
+        """
         if space == "backbone":
             return self.embed(x)
+        head = self._instance_head()
+        if space == "projection" and head is not None:
+            return nn.functional.normalize(head(self.backbone(x)).float(), dim=1)
         raise ConfigError(self._space_error(space))
+
+    def _instance_head(self) -> nn.Module | None:
+        head = getattr(self, "instance_head", None)
+        return head if isinstance(head, nn.Module) else None
 
     def sinkhorn_scores(self, x: Tensor) -> Tensor:
         """B x K scores that the data-set-level Sinkhorn read-out balances.

@@ -94,12 +94,3 @@ class ContrastiveClustering(ClusteringMethod):
 
     def cluster_probs(self, x: Tensor) -> Tensor:
         return F.softmax(self.cluster_head(self.backbone(x)).float(), dim=1)
-
-    def kmeans_spaces(self) -> tuple[str, ...]:
-        return ("backbone", "projection")
-
-    def kmeans_features(self, x: Tensor, space: str) -> Tensor:
-        if space == "projection":
-            # The space of the instance loss: NT-Xent compares normalised z.
-            return F.normalize(self.instance_head(self.backbone(x)).float(), dim=1)
-        return super().kmeans_features(x, space)

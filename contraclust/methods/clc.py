@@ -213,15 +213,6 @@ class CLC(ClusteringMethod):
         logits = self.cluster_head(self.backbone(x)).float()
         return F.softmax(logits / self.params.softmax_temperature, dim=1)
 
-    def kmeans_spaces(self) -> tuple[str, ...]:
-        return ("backbone", "projection")
-
-    def kmeans_features(self, x: Tensor, space: str) -> Tensor:
-        if space == "projection":
-            # The space of the contrastive loss, which compares normalised vectors.
-            return F.normalize(self.instance_head(self.backbone(x)).float(), dim=1)
-        return super().kmeans_features(x, space)
-
     def sinkhorn_scores(self, x: Tensor) -> Tensor:
         logits = self.cluster_head(self.backbone(x)).float()
         return F.log_softmax(logits / self.params.softmax_temperature, dim=1)

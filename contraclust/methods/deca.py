@@ -447,12 +447,3 @@ class DECA(ClusteringMethod):
     # ------------------------------------------------------------------ read-outs
     def cluster_probs(self, x: Tensor) -> Tensor:
         return student_t_assignment(self.backbone(x), self.centers, self.params.alpha_t).float()
-
-    def kmeans_spaces(self) -> tuple[str, ...]:
-        return ("backbone", "projection")
-
-    def kmeans_features(self, x: Tensor, space: str) -> Tensor:
-        if space == "projection":
-            # The space of the contrastive loss, which compares normalised vectors.
-            return F.normalize(self.instance_head(self.backbone(x)).float(), dim=1)
-        return super().kmeans_features(x, space)

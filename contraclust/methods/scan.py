@@ -219,13 +219,9 @@ class SCAN(ClusteringMethod):
     def mine(self) -> None:
         """Mine the neighbours of every sample in the current embedding (clean data)."""
         space = self.params.mining_space
-
-        def features(x: Tensor) -> Tensor:
-            h = self.backbone(x)
-            return F.normalize(self.instance_head(h), dim=1) if space == "projection" else h
-
         device = self.head_losses.device
-        table = mine_neighbours(self.data_pass(features).to(device), self.params.n_neighbours)
+        features = self.data_pass(lambda x: self.kmeans_features(x, space)).to(device)
+        table = mine_neighbours(features, self.params.n_neighbours)
         if is_distributed():
             # Processes may round differently on a GPU: rank 0's table is everyone's.
             dist.broadcast(table, src=0)

@@ -62,6 +62,7 @@ SPACES = {
     "clc": ("backbone", "projection"),
     "deca": ("backbone", "projection"),
     "concurl": ("backbone", "projection", "exemplar"),
+    "scan": ("backbone", "projection"),
 }
 
 
