@@ -53,6 +53,23 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def read_rows(path: Path) -> dict[str, Any]:
+    """The saved results at ``path`` (``{"rows": []}`` when there are none yet)."""
+    return json.loads(path.read_text()) if path.exists() else {"rows": []}
+
+
+def save_row(path: Path, row: dict[str, Any], key: tuple[str, ...]) -> dict[str, Any]:
+    """Add ``row`` to the results at ``path``, replacing a row with the same values of
+    the ``key`` fields, and stamp the file with this machine; returns what was saved.
+    The file is read just before the write, so runs side by side keep their rows."""
+    saved = read_rows(path)
+    same = tuple(row[k] for k in key)
+    rows = [r for r in saved["rows"] if tuple(r[k] for k in key) != same] + [row]
+    saved = {"meta": machine_meta(), "rows": rows}
+    write_json(path, saved)
+    return saved
+
+
 def replace_section(text: str, name: str, block: str, heading: str) -> str:
     """``text`` with the lines between ``<!-- name:begin -->`` and ``<!-- name:end -->``
     replaced by ``block``; a new section ``heading`` is appended when the markers are

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, machine_meta, write_json, write_section
+from _common import RESULTS_DIR, read_rows, save_row, write_section
 from quality import ensure_data_root
 
 RESULTS = RESULTS_DIR / "scan_neighbours.json"
@@ -131,20 +131,15 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--table", action="store_true", help="rebuild the table; train nothing")
     args = parser.parse_args()
-    saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
+    saved = read_rows(RESULTS)
     if not args.table:
         if args.dataset is None:
             parser.error("name a data set, or give --table")
         root = ensure_data_root(args.data_root)
-        rows = saved["rows"]
         for pretext in args.pretext:
             row = measure(args.dataset, args.seed, pretext, root)
             print(json.dumps(row), flush=True)
-            key = (row["dataset"], row["seed"], row["pretext_epochs"])
-            rows = [r for r in rows if (r["dataset"], r["seed"], r["pretext_epochs"]) != key]
-            rows.append(row)
-            saved = {"meta": machine_meta(), "rows": rows}
-            write_json(RESULTS, saved)
+            saved = save_row(RESULTS, row, ("dataset", "seed", "pretext_epochs"))
     if not saved["rows"]:
         raise SystemExit(f"no results yet in {RESULTS}; name a data set to measure one")
     write_section("scan-neighbours", table(saved["rows"], saved["meta"]), "SCAN neighbours")

@@ -20,6 +20,7 @@ import budget  # noqa: E402
 import gpu_cifar10  # noqa: E402
 import quality  # noqa: E402
 import scaling  # noqa: E402
+import scan_agreement  # noqa: E402
 import scan_neighbours  # noqa: E402
 import throughput  # noqa: E402
 
@@ -200,3 +201,33 @@ def test_scan_neighbours_reads_the_pretext_the_run_mined_in(tmp_path: Path) -> N
     table = scan_neighbours.table([row], {"date": "d", "machine": "m", "torch": "t",
                                           "threads": 1, "load_average": [1.0]})  # fmt: skip
     assert f"| digits | 0 | 1 | {row['mined']:.3f} |" in table
+
+
+def test_size_entropy_is_highest_for_even_clusters() -> None:
+    assert scan_agreement.size_entropy(np.array([0, 1, 2, 3]), 4) == pytest.approx(np.log(4))
+    assert scan_agreement.size_entropy(np.array([0, 0, 0, 0]), 4) == pytest.approx(0.0)
+    uneven = scan_agreement.size_entropy(np.array([0, 0, 0, 1]), 4)
+    assert 0.0 < uneven < np.log(2)
+
+
+def test_scan_agreement_scores_the_classes_and_the_run_on_its_own_table(tmp_path: Path) -> None:
+    row = scan_agreement.measure("digits", 0, tmp_path, epochs=2)
+    assert 0.5 < row["agree_classes"] <= 1.0  # the pretext already links most of a class
+    assert 0.0 <= row["agree_scan"] <= 1.0
+    assert row["entropy_classes"] == pytest.approx(np.log(10), abs=1e-3)  # digits is even
+    assert 0.0 <= row["entropy_scan"] <= row["entropy_max"] == pytest.approx(np.log(10), abs=1e-4)
+    assert row["n_neighbours"] == 20
+    meta = {"date": "d", "machine": "m", "torch": "t", "threads": 1, "load_average": [1.0]}
+    text = scan_agreement.table([row], meta)
+    cells = f"| {row['acc']:.3f} | {row['nmi']:.3f} | {row['agree_classes']:.4f} / "
+    assert f"| digits | 0 {cells}" in text
+
+
+def test_save_row_replaces_the_same_key_and_keeps_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    _common.save_row(path, {"set": "a", "seed": 0, "acc": 0.1}, ("set", "seed"))
+    _common.save_row(path, {"set": "b", "seed": 0, "acc": 0.2}, ("set", "seed"))
+    saved = _common.save_row(path, {"set": "a", "seed": 0, "acc": 0.3}, ("set", "seed"))
+    assert saved == _common.read_rows(path)
+    assert sorted((r["set"], r["acc"]) for r in saved["rows"]) == [("a", 0.3), ("b", 0.2)]
+    assert "date" in saved["meta"]
