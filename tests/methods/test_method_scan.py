@@ -80,7 +80,7 @@ def started_method(dataset, steps_per_epoch: int = 4, **params: Any) -> SCAN:
 
     method.use_sample_views(views)
     encode = lambda fn: apply_batched(method, dataset.data, fn, CPU)  # noqa: E731
-    method.start_fit(encode, steps_per_epoch, resumed=False)
+    method.start_fit(encode, steps_per_epoch, resumed=False, epochs=params.get("epochs", 2))
     method.on_step(0, 0)
     return method
 
@@ -137,6 +137,8 @@ def test_too_many_neighbours_raise_config_error(digits_small) -> None:
     ("key", "value"),
     [
         ("pretext_epochs", -1.0),
+        ("pretext_epochs", "100%"),
+        ("pretext_epochs", "ten"),
         ("instance_temperature", 0.0),
         ("n_neighbours", 0),
         ("mining_space", "pixels"),
@@ -149,6 +151,18 @@ def test_too_many_neighbours_raise_config_error(digits_small) -> None:
 def test_bad_hyper_parameters_raise_config_error_naming_them(key: str, value: Any) -> None:
     with pytest.raises(ConfigError, match=key):
         SCANParams(**{key: value})
+
+
+def test_pretext_as_a_share_of_the_run_switches_at_that_share(digits_small) -> None:
+    # 2 epochs of 4 steps; 50 % of the run = 1 epoch = step 4.
+    method = started_method(digits_small, pretext_epochs="50%")
+    for step, clustering in ((3, False), (4, True)):
+        method.on_step(step, step // 4)
+        assert method.clustering is clustering, step
+    assert method.neighbours.shape == (120, 5)
+    SCAN.check_schedule(SCANParams(), 1)  # the default share fits any run
+    with pytest.raises(ConfigError, match="pretext_epochs=3 is not reached within"):
+        SCAN.check_schedule(SCANParams(pretext_epochs=3), 3)
 
 
 def test_switch_mines_once_at_the_scheduled_step(digits_small, monkeypatch) -> None:
