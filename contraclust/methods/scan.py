@@ -122,12 +122,14 @@ def mine_neighbours(
 
 @dataclass
 class SCANParams:
-    """SCAN's hyper-parameters (defaults: the authors' configurations)."""
+    """SCAN's hyper-parameters (defaults: the authors' configurations, except the
+    pretext's length)."""
 
     #: Epochs of instance contrast before the neighbours are mined (fractions allowed),
     #: or a share of the run written ``"P%"``. The default is a share, so that a run
     #: sized by a time budget keeps both stages however few its epochs (in a run of
-    #: 50 epochs, 10; the authors train 500 of 550, which 2 CPU cores cannot afford).
+    #: 50 epochs, 10). The authors' share, 500 of 550 epochs, leaves a short run's
+    #: clustering stage too few steps (BENCHMARKS.md, "Third SCAN pass").
     pretext_epochs: float | str = "20%"
     #: NT-Xent temperature of the pretext stage (SCAN's SimCLR configs: 0.1).
     instance_temperature: float = 0.1
