@@ -4,9 +4,9 @@ SCAN's clustering loss rewards a partition for two things: that a sample and its
 mined neighbours share a cluster (consistency), and that the clusters are of even
 size (entropy). With confident predictions the consistency term grows with the share
 of neighbour links that cross clusters, so two partitions can be compared on that
-share and on the entropy of their sizes. For one data set and seed this trains the committed preset
-(``contraclust/presets/scan/<dataset>.yaml``) end to end and scores two partitions
-of the training set on the run's own neighbour table:
+share and on the entropy of their sizes. For one data set and seed this trains the
+committed preset (``contraclust/presets/scan/<dataset>.yaml``) end to end and scores
+two partitions of the training set on the run's own neighbour table:
 
 - the true classes;
 - the run's final partition (its prediction).
