@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, read_rows, save_row, write_section
 from quality import ensure_data_root
-from scan_neighbours import purity
+from scan_neighbours import preset_config, purity
 
 RESULTS = RESULTS_DIR / "scan_agreement.json"
 
@@ -56,15 +56,10 @@ def measure(dataset: str, seed: int, root: Path, epochs: int | None = None) -> d
     to that many epochs, the last one of the clustering stage, with no self-labelling."""
     import torch
 
-    from contraclust.config import RunConfig, load_preset
     from contraclust.data.source import load_training_data
     from contraclust.training import fit
 
-    cfg = RunConfig.from_dict(load_preset(f"scan/{dataset}"))
-    cfg.data.root = str(root)
-    cfg.train.seed = seed
-    cfg.train.device = "cpu"
-    cfg.train.budget = "none"
+    cfg = preset_config(dataset, seed, root)
     if epochs is not None:
         cfg.train.epochs, cfg.train.self_label_epochs = epochs, 0
         cfg.params["pretext_epochs"] = epochs - 1

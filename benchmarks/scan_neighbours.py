@@ -32,13 +32,16 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, read_rows, save_row, write_section
 from quality import ensure_data_root
+
+if TYPE_CHECKING:
+    from contraclust.config import RunConfig
 
 RESULTS = RESULTS_DIR / "scan_neighbours.json"
 NEIGHBOURS = (5, 10, 20)
@@ -49,23 +52,31 @@ def purity(labels: np.ndarray, table: np.ndarray) -> float:
     return float((labels[table] == labels[:, None]).mean())
 
 
-def measure(dataset: str, seed: int, pretext: float, root: Path) -> dict[str, Any]:
-    import torch
-    from sklearn.cluster import KMeans
-    from torch.nn import functional as F
-
+def preset_config(dataset: str, seed: int, root: Path) -> RunConfig:
+    """The committed SCAN preset of ``dataset`` with ``seed``, its data under ``root``,
+    on the CPU and with no time budget (the preset's epochs as written)."""
     from contraclust.config import RunConfig, load_preset
-    from contraclust.data.source import load_training_data
-    from contraclust.evaluation.metrics import cluster_accuracy
-    from contraclust.methods.scan import mine_neighbours
-    from contraclust.training import fit
-    from contraclust.training.predict import apply_batched
 
     cfg = RunConfig.from_dict(load_preset(f"scan/{dataset}"))
     cfg.data.root = str(root)
     cfg.train.seed = seed
     cfg.train.device = "cpu"
     cfg.train.budget = "none"
+    return cfg
+
+
+def measure(dataset: str, seed: int, pretext: float, root: Path) -> dict[str, Any]:
+    import torch
+    from sklearn.cluster import KMeans
+    from torch.nn import functional as F
+
+    from contraclust.data.source import load_training_data
+    from contraclust.evaluation.metrics import cluster_accuracy
+    from contraclust.methods.scan import mine_neighbours
+    from contraclust.training import fit
+    from contraclust.training.predict import apply_batched
+
+    cfg = preset_config(dataset, seed, root)
     cfg.train.epochs = int(np.ceil(pretext)) + 1
     cfg.train.self_label_epochs = 0
     cfg.train.eval_every = cfg.train.epochs
